@@ -1,0 +1,1 @@
+"""The ``alexnet-deploy`` command line: one module per command, joined in :mod:`alexnet_deploy.cli.main`."""

@@ -1,0 +1,53 @@
+"""The ``alexnet-deploy`` application. Heavy libraries are imported inside commands, so ``--help`` is fast
+and never loads TensorRT."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy import __version__
+from alexnet_deploy.cli import doctor, info
+
+app = typer.Typer(
+    name="alexnet-deploy",
+    help="AlexNet from the 2012 paper to a verified, benchmarked inference engine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"alexnet-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def callback(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logging.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """AlexNet from the 2012 paper to a verified, benchmarked inference engine."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, show_time=False)],
+        force=True,
+    )
+
+
+app.command("info")(info.info)
+app.command("doctor")(doctor.doctor)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="alexnet-deploy")

@@ -1,0 +1,301 @@
+"""Presets (defined once, reused by training, calibration, verification and prediction) and data loading.
+
+* ``Preprocessing``: resize of the shorter side, centre crop, mean and std. It is stored in every artifact's
+  manifest so that preprocessing never drifts from the weights.
+* ``eval_transform``: resize, centre crop, normalise (the paper's and torchvision's evaluation).
+* ``train_transform``: the paper's augmentation: the central square of the resized image, a random crop of it,
+  a horizontal flip, and PCA colour augmentation with ImageNet's eigenvectors (sigma 0.1).
+* ``ImageFolderDataset``: torchvision's ImageFolder that skips corrupt or non-image files with a warning
+  naming each one, and counts them, instead of crashing.
+* ``make_synthetic_imagefolder``: a deterministic synthetic set written as an ImageFolder, for offline demos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from alexnet_deploy.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Eigen-decomposition of ImageNet's RGB covariance (pixel values in [0, 1]), as used by the paper's
+# "fancy PCA" colour augmentation (values from fb.resnet.torch).
+IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+SYNTHETIC_MARK = "synthetic"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the network's input tensor: resize shorter side, centre crop, normalise."""
+
+    resize: int = 256
+    crop: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(resize=int(d["resize"]), crop=int(d["crop"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
+
+    @classmethod
+    def for_crop(cls, crop: int) -> Preprocessing:
+        """The paper's 256/224 ratio applied to another crop size (e.g. 112 -> resize 128)."""
+        return cls(resize=int(round(crop * 256 / 224)), crop=crop)
+
+
+class PCALighting(torch.nn.Module):
+    """The paper's colour augmentation: add ``eigvec @ (alpha * eigval)``, ``alpha ~ N(0, sigma)``, per image.
+
+    Applied to a float tensor in [0, 1] of shape (3, H, W), before normalisation.
+    """
+
+    def __init__(
+        self,
+        sigma: float = 0.1,
+        eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+        eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
+    ) -> None:
+        super().__init__()
+        self.sigma = sigma
+        self.register_buffer("eigval", torch.tensor(eigval, dtype=torch.float32))
+        self.register_buffer("eigvec", torch.tensor(eigvec, dtype=torch.float32))
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if self.sigma <= 0:
+            return img
+        alpha = torch.randn(3) * self.sigma
+        shift = self.eigvec @ (alpha * self.eigval)
+        return img + shift.view(3, 1, 1)
+
+
+def eval_transform(pre: Preprocessing = Preprocessing()) -> v2.Compose:
+    """The evaluation preset: resize the shorter side, centre crop, to float, normalise."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(pre.resize, antialias=True),
+            v2.CenterCrop(pre.crop),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(pre.mean, pre.std),
+        ]
+    )
+
+
+def train_transform(pre: Preprocessing = Preprocessing(), pca_sigma: float = 0.1) -> v2.Compose:
+    """The paper's training preset: central ``resize``-square, random ``crop``, flip, PCA lighting, normalise."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(pre.resize, antialias=True),
+            v2.CenterCrop(pre.resize),
+            v2.RandomCrop(pre.crop),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            PCALighting(pca_sigma),
+            v2.Normalize(pre.mean, pre.std),
+        ]
+    )
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """Open an image file as RGB.
+
+    Raises:
+        DataError: the file is missing, truncated or not an image.
+    """
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"Image not found: {path}.") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"Cannot read image {path}: {exc}.") from None
+
+
+def _check_image(path: str) -> bool:
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means the file is unusable
+        return False
+
+
+class ImageFolderDataset(datasets.ImageFolder):
+    """An ImageFolder (``root/<class>/<image>``) that skips unreadable files instead of crashing.
+
+    Every file is checked once when the dataset is built; a file that fails is left out, named in a warning,
+    and listed in ``skipped``. A file that passes the check but still fails to decode later (a truncated JPEG)
+    is replaced by the next good sample, with a warning, so one bad file never stops a run.
+
+    Raises:
+        DataError: the folder is missing or holds no readable image.
+    """
+
+    def __init__(self, root: str | Path, transform=None, check_files: bool = True) -> None:
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"Image folder not found: {root}.")
+        if not any(p.is_dir() for p in root.iterdir()):
+            raise DataError(f"{root} has no class subfolders (expected root/<class>/<image>).")
+        self.skipped: list[str] = []
+        validator = self._accept if check_files else None
+        try:
+            super().__init__(
+                str(root),
+                transform=transform,
+                loader=load_rgb,
+                is_valid_file=validator,
+                allow_empty=True,
+            )
+        except (FileNotFoundError, OSError) as exc:
+            raise DataError(f"Cannot read image folder {root}: {exc}.") from None
+        if not self.samples:
+            raise DataError(f"{root} holds no readable image files.")
+        if self.skipped:
+            log.warning("Skipped %d unreadable file(s) in %s.", len(self.skipped), root)
+
+    def _accept(self, path: str) -> bool:
+        if not path.lower().endswith(IMAGE_EXTENSIONS) or not _check_image(path):
+            self.skipped.append(path)
+            log.warning("Skipping unreadable or non-image file: %s", path)
+            return False
+        return True
+
+    def __getitem__(self, index: int):
+        for offset in range(len(self.samples)):
+            i = (index + offset) % len(self.samples)
+            try:
+                return super().__getitem__(i)
+            except DataError as exc:
+                log.warning("%s Using the next image instead.", exc)
+        raise DataError(f"No readable image left in {self.root}.")
+
+
+def class_names(root: str | Path) -> list[str]:
+    """Human-readable class names for an ImageFolder: ``classes.tsv`` (wnid, name) when present, else folders."""
+    root = Path(root)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    for candidate in (root / "classes.tsv", root.parent / "classes.tsv"):
+        if candidate.is_file():
+            names = {}
+            for line in candidate.read_text().splitlines():
+                wnid, _, name = line.partition("\t")
+                names[wnid.strip()] = name.strip() or wnid.strip()
+            return [names.get(f, f) for f in folders]
+    return folders
+
+
+def split_dir(root: str | Path, split: str) -> Path:
+    """``root/split`` if the folder has ImageNet's train/val layout, else ``root`` itself."""
+    root = Path(root)
+    return root / split if (root / split).is_dir() else root
+
+
+def folder_fingerprint(dataset: datasets.ImageFolder, indices: Sequence[int] | None = None) -> str:
+    """sha256 over the relative paths, sizes and labels of the chosen samples: identifies a data selection."""
+    h = hashlib.sha256()
+    root = Path(dataset.root)
+    chosen = range(len(dataset.samples)) if indices is None else indices
+    for i in chosen:
+        path, label = dataset.samples[i]
+        p = Path(path)
+        h.update(f"{p.relative_to(root)}|{p.stat().st_size}|{label}\n".encode())
+    return h.hexdigest()
+
+
+def stratified_indices(targets: Sequence[int], n: int, seed: int = 0) -> list[int]:
+    """Choose ``n`` sample indices spread evenly over classes (round-robin over shuffled classes), reproducibly."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, t in enumerate(targets):
+        by_class.setdefault(int(t), []).append(i)
+    for idx in by_class.values():
+        rng.shuffle(idx)
+    queues = [by_class[c] for c in sorted(by_class)]
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < n and any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and len(chosen) < n:
+                chosen.append(q[depth])
+        depth += 1
+    return sorted(chosen)
+
+
+def _synthetic_image(label: int, num_classes: int, size: int, rng: np.random.Generator) -> Image.Image:
+    """A class-dependent pattern (hue and stripe orientation/frequency) with per-image noise and shifts."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    angle = np.pi * label / num_classes
+    freq = 2 + (label % 4) * 1.5
+    phase = rng.uniform(0, 2 * np.pi)
+    wave = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+    hue = np.array([np.cos(angle * 2), np.cos(angle * 2 + 2.1), np.cos(angle * 2 + 4.2)], dtype=np.float32)
+    colour = 0.5 + 0.35 * hue
+    img = wave[..., None] * colour[None, None, :] + (1 - wave[..., None]) * (1 - colour[None, None, :])
+    img += rng.normal(0, 0.08, size=img.shape).astype(np.float32)
+    return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+
+
+def make_synthetic_imagefolder(
+    root: str | Path,
+    num_classes: int = 10,
+    train_per_class: int = 60,
+    val_per_class: int = 20,
+    size: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write a deterministic synthetic ImageFolder (``root/train``, ``root/val``, ``classes.txt``).
+
+    The class folders are named ``synthetic-NN`` so that every report built from it says it is synthetic.
+    An existing, complete set with the same parameters is reused.
+
+    Returns:
+        ``root``.
+    """
+    root = Path(root)
+    stamp = root / ".synthetic.json"
+    params = f"{num_classes},{train_per_class},{val_per_class},{size},{seed}"
+    if stamp.is_file() and stamp.read_text() == params:
+        return root
+    rng = np.random.default_rng(seed)
+    names = [f"{SYNTHETIC_MARK}-{c:02d}" for c in range(num_classes)]
+    for split, per_class in (("train", train_per_class), ("val", val_per_class)):
+        for c, name in enumerate(names):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                _synthetic_image(c, num_classes, size, rng).save(d / f"{k:04d}.png")
+    (root / "classes.txt").write_text("\n".join(names) + "\n")
+    stamp.write_text(params)
+    return root
+
+
+def is_synthetic(root: str | Path) -> bool:
+    """True when ``root`` (or its parent) is a set made by :func:`make_synthetic_imagefolder`."""
+    root = Path(root)
+    return (root / ".synthetic.json").is_file() or (root.parent / ".synthetic.json").is_file()
