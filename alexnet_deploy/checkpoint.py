@@ -1,0 +1,128 @@
+"""Checkpoints: our training checkpoints and torchvision's plain AlexNet state dicts.
+
+Our checkpoint is a dict::
+
+    {"format": "alexnet-deploy-checkpoint", "format_version": 1,
+     "model": state_dict, "arch": {"name", "num_classes", "width", "columns"},
+     "classes": [...], "preprocessing": {...}, "config": {...},
+     "optimizer": ..., "scheduler": ..., "epoch": int, "rng": {...}, "metrics": {...}}
+
+Everything is loaded with ``torch.load(..., weights_only=True)``: only tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from alexnet_deploy.data import Preprocessing
+from alexnet_deploy.errors import CheckpointError
+from alexnet_deploy.manifest import atomic_path
+from alexnet_deploy.models import build_model
+
+CHECKPOINT_FORMAT = "alexnet-deploy-checkpoint"
+CHECKPOINT_VERSION = 1
+_TORCHVISION_KEYS = {"features.0.weight", "features.3.weight", "classifier.1.weight", "classifier.6.weight"}
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint, with what is known about it."""
+
+    model: nn.Module
+    arch: dict[str, Any]
+    classes: list[str]
+    preprocessing: Preprocessing
+    source: str  # "alexnet-deploy" or "torchvision"
+    checkpoint: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write a checkpoint dict atomically (temporary file, then rename)."""
+    checkpoint = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **checkpoint}
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only=True``).
+
+    Raises:
+        CheckpointError: missing, truncated, corrupt, or holding more than tensors and plain containers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint not found: {path}.")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        io.UnsupportedOperation,
+        AttributeError,
+        TypeError,
+        OSError,
+    ) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({first_line[:160]}).") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint or state dict.")
+    return obj
+
+
+def _infer_torchvision_arch(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    num_classes = int(state["classifier.6.weight"].shape[0])
+    width = state["features.0.weight"].shape[0] / 64
+    return {"name": "alexnet", "num_classes": num_classes, "width": width, "columns": 1}
+
+
+def load_model(path: str | Path, expected_classes: int | None = None) -> LoadedModel:
+    """Rebuild the model a checkpoint holds: ours (by its ``format`` key) or a torchvision AlexNet state dict.
+
+    Args:
+        path: the checkpoint file.
+        expected_classes: if given, refuse a checkpoint with another class count.
+
+    Raises:
+        CheckpointError: unreadable, of another architecture, or of another class count.
+    """
+    obj = read_checkpoint(path)
+    if obj.get("format") == CHECKPOINT_FORMAT:
+        state, arch = obj.get("model"), dict(obj.get("arch") or {})
+        classes = list(obj.get("classes") or [])
+        pre = Preprocessing.from_dict(obj["preprocessing"]) if obj.get("preprocessing") else Preprocessing()
+        source = "alexnet-deploy"
+    elif _TORCHVISION_KEYS <= set(obj):
+        state, arch, classes, pre, source = obj, _infer_torchvision_arch(obj), [], Preprocessing(), "torchvision"
+    else:
+        keys = ", ".join(sorted(map(str, obj))[:4])
+        raise CheckpointError(
+            f"{path} is neither an alexnet-deploy checkpoint nor a torchvision AlexNet state dict (keys: {keys}...)."
+        )
+    if not isinstance(state, dict) or "name" not in arch:
+        raise CheckpointError(f"{path} is an alexnet-deploy checkpoint without model weights or architecture.")
+    num_classes = int(arch.get("num_classes", 1000))
+    if expected_classes is not None and num_classes != expected_classes:
+        raise CheckpointError(f"{path} predicts {num_classes} classes, but {expected_classes} were expected.")
+    model = build_model(
+        arch["name"], num_classes=num_classes, width=float(arch.get("width", 1.0)), columns=int(arch.get("columns", 2))
+    )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path} does not fit the {arch['name']} architecture: {detail}") from None
+    model.eval()
+    if not classes:
+        classes = [str(i) for i in range(num_classes)]
+    return LoadedModel(model=model, arch=arch, classes=classes, preprocessing=pre, source=source, checkpoint=obj)
