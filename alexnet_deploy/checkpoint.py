@@ -62,6 +62,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"Checkpoint not found: {path}.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise CheckpointError(
+                f"{path} holds objects other than tensors and plain containers, so it is not loaded "
+                "(checkpoints are read with weights_only=True)."
+            ) from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt pickle data).") from None
     except (
         pickle.UnpicklingError,
         RuntimeError,
