@@ -63,7 +63,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
+        if "Unsupported global" in str(exc) or "allowed global" in str(exc):
             raise CheckpointError(
                 f"{path} holds objects other than tensors and plain containers, so it is not loaded "
                 "(checkpoints are read with weights_only=True)."
