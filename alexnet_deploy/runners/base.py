@@ -1,0 +1,75 @@
+"""The Runner protocol (after Polygraphy): ``activate() / infer(images) / deactivate()``, usable as a context
+manager. Subclasses implement only the ``*_impl`` methods; the base guards state and records the time of the
+last inference."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from alexnet_deploy.errors import AlexNetDeployError
+
+
+class Runner(ABC):
+    """Runs one model on batches of preprocessed images (float32 NCHW) and returns logits (N, classes).
+
+    Attributes:
+        name: a short label for reports, e.g. ``"onnxruntime fp32"``.
+        inference_time: wall seconds of the last :meth:`infer` call (``None`` before the first).
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` as the artifact declares it.
+    """
+
+    backend = "runner"
+
+    def __init__(self, name: str | None = None, precision: str = "fp32") -> None:
+        self.name = name or self.backend
+        self.precision = precision
+        self.is_active = False
+        self.inference_time: float | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    def activate(self) -> None:
+        """Load the model and allocate what inference needs."""
+        if self.is_active:
+            raise AlexNetDeployError(f"Runner {self.name} is already active.")
+        self.activate_impl()
+        self.is_active = True
+
+    def deactivate(self) -> None:
+        """Release the model and its buffers."""
+        if self.is_active:
+            self.deactivate_impl()
+            self.is_active = False
+
+    def __enter__(self) -> Runner:
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    # -- inference ------------------------------------------------------------------------------------------
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        """Run a batch of preprocessed images (float32, N x 3 x H x W) and return float32 logits (N x classes)."""
+        if not self.is_active:
+            raise AlexNetDeployError(f"Runner {self.name} must be activated before inference.")
+        start = time.perf_counter()
+        out = self.infer_impl(images)
+        self.inference_time = time.perf_counter() - start
+        return out
+
+    @property
+    def max_batch(self) -> int | None:
+        """The largest batch this runner accepts, or ``None`` for no limit (a TensorRT profile sets one)."""
+        return None
+
+    @abstractmethod
+    def activate_impl(self) -> None: ...
+
+    @abstractmethod
+    def infer_impl(self, images: np.ndarray) -> np.ndarray: ...
+
+    def deactivate_impl(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; the default has none to release."""
