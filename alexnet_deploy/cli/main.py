@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import __version__
-from alexnet_deploy.cli import doctor, info
+from alexnet_deploy.cli import doctor, info, predict
 
 app = typer.Typer(
     name="alexnet-deploy",
@@ -46,6 +46,7 @@ def callback(
 
 app.command("info")(info.info)
 app.command("doctor")(doctor.doctor)
+app.command("predict")(predict.predict)
 
 
 def main() -> None:

@@ -1,0 +1,95 @@
+"""Top-k predictions for image files from any artifact, with the preprocessing its manifest records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_deploy.data import Preprocessing, eval_transform, load_rgb
+from alexnet_deploy.errors import ArtifactError, DataError
+from alexnet_deploy.runners import Runner, artifact_kind
+
+
+@dataclass
+class ArtifactInfo:
+    """What running an artifact needs besides the runner: class names and preprocessing."""
+
+    classes: list[str]
+    preprocessing: Preprocessing
+    precision: str = "fp32"
+
+
+def artifact_info(path: str | Path) -> ArtifactInfo:
+    """Classes and preprocessing of a checkpoint (from the checkpoint) or an ONNX/plan (from its sidecar).
+
+    Raises:
+        ArtifactError: an ONNX or plan without a usable manifest.
+    """
+    from alexnet_deploy.manifest import load_manifest
+
+    if artifact_kind(path) == "checkpoint":
+        from alexnet_deploy.checkpoint import load_model
+
+        loaded = load_model(path)
+        return ArtifactInfo(loaded.classes, loaded.preprocessing)
+    manifest = load_manifest(path)
+    if not manifest.preprocessing:
+        raise ArtifactError(f"The manifest of {path} records no preprocessing.")
+    classes = manifest.classes or [str(i) for i in range(manifest.num_classes)]
+    return ArtifactInfo(classes, Preprocessing.from_dict(manifest.preprocessing), manifest.precision)
+
+
+@dataclass
+class Prediction:
+    """One image's result: the top-k (class index, name, probability), or the error that stopped it."""
+
+    path: str
+    top: list[tuple[int, str, float]] = field(default_factory=list)
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        if self.error:
+            return {"path": self.path, "error": self.error}
+        return {"path": self.path, "top": [{"index": i, "class": n, "probability": p} for i, n, p in self.top]}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, numerically stable."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_files(
+    runner: Runner,
+    info: ArtifactInfo,
+    paths: Sequence[str | Path],
+    top_k: int = 5,
+    batch_size: int = 16,
+) -> list[Prediction]:
+    """Classify image files with an active runner; an unreadable file gets its own error, the rest still run.
+
+    Returns:
+        One :class:`Prediction` per path, in the order given.
+    """
+    transform = eval_transform(info.preprocessing)
+    results = [Prediction(str(p)) for p in paths]
+    ok: list[int] = []
+    tensors = []
+    for i, p in enumerate(paths):
+        try:
+            tensors.append(transform(load_rgb(p)).numpy())
+            ok.append(i)
+        except DataError as exc:
+            results[i].error = str(exc)
+    k = min(top_k, len(info.classes))
+    for start in range(0, len(ok), batch_size):
+        idx = ok[start : start + batch_size]
+        probs = softmax(runner.infer(np.stack(tensors[start : start + batch_size])).astype(np.float64))
+        for row, i in zip(probs, idx, strict=True):
+            order = np.argsort(-row)[:k]
+            results[i].top = [(int(c), info.classes[c], float(row[c])) for c in order]
+    return results
