@@ -1,0 +1,166 @@
+"""The quickstart's report: ``report.md`` beside its PNGs, and one self-contained ``report.html``.
+
+The report is rendered from one results dict (also saved as ``results.json``), so every number in it can be
+checked against the artifacts' sidecars:
+
+``data``: path, synthetic, classes, train_images, val_images.
+``training``: checkpoint, epochs, wall_s, top1, top5, curves_png.
+``accuracy``: rows of artifact, backend, precision, top1, top5, agreement (top-1 agreement with FP32).
+``gate``: max_top1_drop, max_top5_drop, top1_drop, top5_drop, passed.
+``calibration``: rows of method, top1, agreement, chosen (on held-out calibration images).
+``bench``: rows of name, batch, median_ms, p90_ms, p99_ms, throughput, ratio; baseline; plot_png.
+``system``: versions, cpu, gpus.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from alexnet_deploy.manifest import write_bytes_atomic, write_json_atomic
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.2f}%"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]] | None, str | None]]:
+    """(title, paragraphs, table rows with headers first, image) for each section, shared by MD and HTML."""
+    out: list[tuple[str, list[str], list[list[str]] | None, str | None]] = []
+    data = results.get("data", {})
+    words = [
+        f"Data: `{data.get('path', '')}`: {data.get('classes', '?')} classes, {data.get('train_images', '?')} "
+        f"training and {data.get('val_images', '?')} validation images."
+    ]
+    if data.get("synthetic"):
+        words.append(
+            "**This run used the built-in SYNTHETIC image set** (generated patterns, not photos): it shows the "
+            "pipeline working, not how well AlexNet classifies real images. Pass `--data DIR` for the real check."
+        )
+    out.append(("Data", words, None, None))
+
+    tr = results.get("training")
+    if tr:
+        words = [
+            f"Checkpoint `{tr.get('checkpoint', '')}` after {tr.get('epochs', '?')} epoch(s) in "
+            f"{tr.get('wall_s', 0):.0f} s: top-1 {_pct(tr.get('top1'))}, top-5 {_pct(tr.get('top5'))} on validation."
+        ]
+        out.append(("Training", words, None, tr.get("curves_png")))
+
+    acc = results.get("accuracy") or []
+    if acc:
+        rows = [["artifact", "backend", "precision", "top-1", "top-5", "top-1 agreement with FP32"]]
+        rows += [
+            [
+                Path(r["artifact"]).name,
+                r.get("backend", ""),
+                r.get("precision", ""),
+                _pct(r.get("top1")),
+                _pct(r.get("top5")),
+                _pct(r.get("agreement")),
+            ]
+            for r in acc
+        ]
+        gate = results.get("gate", {})
+        words = []
+        if gate:
+            verdict = "PASSED" if gate.get("passed") else "FAILED"
+            words.append(
+                f"Accuracy gate {verdict}: INT8 top-1 drop {100 * gate.get('top1_drop', 0):.2f} points "
+                f"(allowed {gate.get('max_top1_drop', '?')}), top-5 drop {100 * gate.get('top5_drop', 0):.2f} "
+                f"points (allowed {gate.get('max_top5_drop', '?')})."
+            )
+        out.append(("Accuracy", words, rows, None))
+
+    cal = results.get("calibration") or []
+    if cal:
+        rows = [["method", "top-1 (held-out calibration images)", "agreement with FP32", "chosen"]]
+        rows += [
+            [r["method"], _pct(r.get("top1")), _pct(r.get("agreement")), "yes" if r.get("chosen") else ""] for r in cal
+        ]
+        out.append(("Calibration methods", ["Scored on held-out calibration images, never the eval set."], rows, None))
+
+    bench = results.get("bench") or {}
+    if bench.get("rows"):
+        rows = [["engine", "batch", "median ms", "p90 ms", "p99 ms", "images/s", f"x {bench.get('baseline', '')}"]]
+        rows += [
+            [
+                r["name"],
+                str(r["batch"]),
+                f"{r['median_ms']:.2f}",
+                f"{r['p90_ms']:.2f}",
+                f"{r['p99_ms']:.2f}",
+                f"{r['throughput']:.1f}",
+                f"{r['ratio']:.2f}" if r.get("ratio") is not None else "",
+            ]
+            for r in bench["rows"]
+        ]
+        words = [bench.get("note", "")] if bench.get("note") else []
+        out.append(("Latency and throughput", words, rows, bench.get("plot_png")))
+
+    system = results.get("system") or {}
+    if system:
+        rows = [["what", "value"]]
+        rows += [[k, str(v)] for k, v in (system.get("versions") or {}).items()]
+        if system.get("cpu"):
+            rows.append(["cpu", str(system["cpu"])])
+        rows.append(["gpus", ", ".join(system.get("gpus") or []) or "none"])
+        out.append(("Versions and hardware", [], rows, None))
+    return out
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The report as Markdown (images referenced by file name, beside the report)."""
+    lines = [f"# {results.get('title', 'alexnet-deploy report')}", ""]
+    for title, words, rows, image in _sections(results):
+        lines += [f"## {title}", ""]
+        for w in words:
+            lines += [w, ""]
+        if rows:
+            lines += _table(rows[0], rows[1:]) + [""]
+        if image:
+            lines += [f"![{title}]({Path(image).name})", ""]
+    return "\n".join(lines)
+
+
+def render_html(results: dict[str, Any], base: Path) -> str:
+    """The report as one self-contained HTML page (PNGs embedded as data URIs)."""
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{esc(results.get('title', 'alexnet-deploy report'))}</title>",
+        "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child"
+        "{text-align:left}img{max-width:100%}</style></head><body>",
+        f"<h1>{esc(results.get('title', 'alexnet-deploy report'))}</h1>",
+    ]
+    for title, words, rows, image in _sections(results):
+        parts.append(f"<h2>{esc(title)}</h2>")
+        parts += [f"<p>{esc(w).replace('**', '')}</p>" for w in words]
+        if rows:
+            parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in rows[0]) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]
+            parts.append("</table>")
+        if image and (base / Path(image).name).is_file():
+            data = base64.b64encode((base / Path(image).name).read_bytes()).decode()
+            parts.append(f"<img alt='{esc(title)}' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out_dir: str | Path, results: dict[str, Any]) -> Path:
+    """Write ``results.json``, ``report.md`` and ``report.html`` into ``out_dir``; return the Markdown path."""
+    out_dir = Path(out_dir)
+    write_json_atomic(out_dir / "results.json", results)
+    md = out_dir / "report.md"
+    write_bytes_atomic(md, render_markdown(results).encode())
+    write_bytes_atomic(out_dir / "report.html", render_html(results, out_dir).encode())
+    return md
