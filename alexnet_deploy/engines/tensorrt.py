@@ -1,0 +1,379 @@
+"""Compile an ONNX model into a TensorRT plan: a strongly typed build with TensorRT 10.x or 11.x.
+
+Every precision decision lives in the ONNX graph (an FP16 graph, or Q/DQ nodes for INT8), so the build sets no
+precision flag: on 10.x the network is created STRONGLY_TYPED, on 11.x strong typing is the only mode.
+
+Status: the TensorRT calls below were written against the TensorRT 10.x/11.x Python API documentation and have
+NOT been executed on any machine of this project (none has TensorRT or a GPU). The pure parts (options,
+version logic, the ONNX input check, the missing-backend sentence) are tested here; the build itself is tested
+by ``@pytest.mark.tensorrt`` tests that skip where TensorRT is not usable.
+
+``import tensorrt`` happens only inside functions, after a child process has confirmed that a GPU exists:
+without one TensorRT can log CUDA error 35 and segfault on the next call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from alexnet_deploy.errors import ArtifactError, ConfigError, MissingBackendError
+from alexnet_deploy.manifest import atomic_path, write_bytes_atomic, write_json_atomic
+from alexnet_deploy.system import GPU, probe_gpus, tensorrt_status
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MAJORS = (10, 11)
+# Our option value -> the member of trt.HardwareCompatibilityLevel.
+HARDWARE_COMPATIBILITY = {
+    "none": "NONE",
+    "ampere_plus": "AMPERE_PLUS",
+    "same_compute_capability": "SAME_COMPUTE_CAPABILITY",
+}
+# trt.DataType member name -> the dtype name the sidecar records (numpy/torch spelling where one exists).
+DTYPE_NAMES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+    "FP8": "fp8",
+    "INT4": "int4",
+    "FP4": "fp4",
+}
+
+
+@dataclass(frozen=True)
+class TensorRTBuildOptions:
+    """How to build a plan.
+
+    Attributes:
+        min_batch, opt_batch, max_batch: the optimisation profile's batch sizes (TensorRT tunes for ``opt_batch``
+            and accepts any batch in ``[min_batch, max_batch]``).
+        workspace_mib: the builder's workspace memory pool limit.
+        timing_cache: a timing cache file to load (if it exists) and save after the build; speeds up rebuilds.
+        optimization_level: ``builder_optimization_level`` (0-5; TensorRT's default is 3, higher builds longer).
+        hardware_compatibility: ``"none"`` (this GPU model only), ``"same_compute_capability"`` or
+            ``"ampere_plus"`` (any Ampere or newer GPU, possibly slower).
+        version_compatible: build with ``BuilderFlag.VERSION_COMPATIBLE`` so later TensorRT versions can load it.
+        layer_report: write the engine inspector's per-layer JSON here (builds with DETAILED profiling verbosity).
+
+    Raises:
+        ConfigError: an option out of range (checked on construction).
+    """
+
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 32
+    workspace_mib: int = 1024
+    timing_cache: Path | None = None
+    optimization_level: int = 3
+    hardware_compatibility: str = "none"
+    version_compatible: bool = False
+    layer_report: Path | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("min_batch", "opt_batch", "max_batch", "workspace_mib"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}.")
+        if not self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ConfigError(
+                f"The batch profile needs min <= opt <= max; got min {self.min_batch}, opt {self.opt_batch}, "
+                f"max {self.max_batch}."
+            )
+        if not isinstance(self.optimization_level, int) or not 0 <= self.optimization_level <= 5:
+            raise ConfigError(f"optimization_level must be 0 to 5, not {self.optimization_level!r}.")
+        if self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
+            raise ConfigError(
+                f"Unknown hardware compatibility {self.hardware_compatibility!r}; "
+                f"choose one of {', '.join(HARDWARE_COMPATIBILITY)}."
+            )
+        # Accept strings for the paths (CLI callers), store Paths: the dataclass is frozen, hence object.__setattr__.
+        for name in ("timing_cache", "layer_report"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON-ready values (paths as strings), for the sidecar."""
+        d = asdict(self)
+        for name in ("timing_cache", "layer_report"):
+            d[name] = str(d[name]) if d[name] is not None else None
+        return d
+
+    def profile_shapes(self, chw: tuple[int, int, int]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(min, opt, max) input shapes for an image of ``chw``."""
+        return tuple((batch, *chw) for batch in (self.min_batch, self.opt_batch, self.max_batch))  # type: ignore[return-value]
+
+
+# -- versions ----------------------------------------------------------------------------------------------------
+def tensorrt_major(version: str) -> int:
+    """The major version of a supported TensorRT version string (``"10.8.0.43"`` -> 10).
+
+    Raises:
+        MissingBackendError: the version is not 10.x or 11.x (or cannot be read).
+    """
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError:
+        raise MissingBackendError(
+            f"Cannot read the TensorRT version {version!r}; alexnet-deploy needs 10.x or 11.x."
+        ) from None
+    if major not in SUPPORTED_MAJORS:
+        raise MissingBackendError(
+            f"TensorRT {version} is not supported: alexnet-deploy builds strongly typed plans with TensorRT 10.x or "
+            "11.x only (pip install 'tensorrt-cu12>=10')."
+        )
+    return major
+
+
+def network_flag_names(version: str) -> tuple[str, ...]:
+    """The ``NetworkDefinitionCreationFlag`` members to set for this TensorRT version.
+
+    10.x: ``STRONGLY_TYPED`` (so the ONNX graph's types decide every precision). 11.x: none — strong typing is
+    always on (the flag is accepted and ignored) and ``EXPLICIT_BATCH`` no longer exists.
+
+    Raises:
+        MissingBackendError: TensorRT older than 10 or newer than 11.
+    """
+    return ("STRONGLY_TYPED",) if tensorrt_major(version) == 10 else ()
+
+
+def network_flags(trt: Any) -> int:
+    """The ``create_network`` flags bitmask for the imported ``tensorrt`` module (see :func:`network_flag_names`)."""
+    flags = 0
+    for name in network_flag_names(trt.__version__):
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    return flags
+
+
+def dtype_name(trt_dtype: Any) -> str:
+    """The sidecar's name for a ``trt.DataType`` (``FLOAT`` -> ``"float32"``)."""
+    name = getattr(trt_dtype, "name", str(trt_dtype).split(".")[-1])
+    return DTYPE_NAMES.get(name, name.lower())
+
+
+# -- the ONNX input, read without TensorRT -----------------------------------------------------------------------
+def onnx_image_input(onnx_path: str | Path) -> tuple[str, tuple[int, int, int]]:
+    """The name and (C, H, W) of the model's single image input, read with ``onnx`` (no weights loaded).
+
+    Raises:
+        ArtifactError: the file is missing or not ONNX, or its input is not one N x 3 x H x W tensor with fixed H, W.
+    """
+    import onnx
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise ArtifactError(f"ONNX model not found: {path}.")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several private types
+        raise ArtifactError(f"{path.name} is not a readable ONNX model: {str(exc).splitlines()[0][:200]}.") from None
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise ArtifactError(f"{path.name} must have one image input for TensorRT's profile; it has {names}.")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+    if len(dims) != 4 or shape[1] != 3 or not all(isinstance(s, int) and s > 0 for s in shape[2:]):
+        raise ArtifactError(
+            f"The input {inputs[0].name!r} of {path.name} must be N x 3 x H x W with a fixed H and W; it is {shape}."
+        )
+    return inputs[0].name, (3, int(shape[2]), int(shape[3]))
+
+
+# -- TensorRT, imported only once it is known to be safe ---------------------------------------------------------
+def import_tensorrt() -> Any:
+    """Import ``tensorrt`` after checking, in child processes, that it is installed, supported and has a GPU.
+
+    Raises:
+        MissingBackendError: with one sentence saying what is missing.
+    """
+    status = tensorrt_status()
+    if not status["usable"]:
+        raise MissingBackendError(f"TensorRT is not usable here: {status['reason']}.")
+    import tensorrt as trt
+
+    tensorrt_major(trt.__version__)
+    return trt
+
+
+def visible_gpus() -> list[GPU]:
+    """The GPUs as CUDA numbers them in this process (``CUDA_VISIBLE_DEVICES`` applied), falling back to the probe.
+
+    A GPU's existence is first confirmed by :func:`alexnet_deploy.system.probe_gpus` in a child process, so this
+    never initialises CUDA on a machine without one.
+
+    Raises:
+        MissingBackendError: no NVIDIA GPU.
+    """
+    gpus, how = probe_gpus()
+    if not gpus:
+        raise MissingBackendError(f"No NVIDIA GPU was found ({how}), and TensorRT needs one.")
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            found = []
+            for i in range(torch.cuda.device_count()):
+                p = torch.cuda.get_device_properties(i)
+                found.append(GPU(p.name, f"{p.major}.{p.minor}", round(p.total_memory / 2**30, 1)))
+            return found
+    except Exception as exc:  # noqa: BLE001 - a torch without CUDA support: nvidia-smi's list will do
+        log.debug("torch could not list CUDA devices (%s); using %s", exc, how)
+    return list(gpus)
+
+
+def make_logger(trt: Any) -> Any:
+    """A ``trt.ILogger`` that forwards TensorRT's messages to Python logging and keeps the errors for our sentences."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = int(severity)  # INTERNAL_ERROR 0, ERROR 1, WARNING 2, INFO 3, VERBOSE 4
+            if level <= 1:
+                self.errors.append(msg)
+                log.error("TensorRT: %s", msg)
+            elif level == 2:
+                log.warning("TensorRT: %s", msg)
+            else:
+                log.debug("TensorRT: %s", msg)
+
+        def last_error(self) -> str:
+            return self.errors[-1].strip().rstrip(".") if self.errors else "TensorRT logged no error"
+
+    return _Logger()
+
+
+def _attach_timing_cache(config: Any, path: Path | None) -> Any:
+    """Load ``path`` (when it exists) into a timing cache on ``config``; an incompatible cache is replaced."""
+    if path is None:
+        return None
+    previous = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(previous)
+    if not config.set_timing_cache(cache, False):
+        # A cache from another GPU or TensorRT version: start afresh rather than fail the build.
+        log.warning("The timing cache %s does not fit this GPU/TensorRT; starting a new one.", path)
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+    return cache
+
+
+def _network_io(network: Any) -> list[dict[str, Any]]:
+    io = []
+    for mode, count, get in (
+        ("input", network.num_inputs, network.get_input),
+        ("output", network.num_outputs, network.get_output),
+    ):
+        for i in range(count):
+            tensor = get(i)
+            io.append(
+                {"name": tensor.name, "mode": mode, "dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape)}
+            )
+    return io
+
+
+def _write_layer_report(trt: Any, logger: Any, plan: Any, path: Path, version_compatible: bool) -> None:
+    runtime = trt.Runtime(logger)
+    if version_compatible:
+        runtime.engine_host_code_allowed = True  # a version-compatible plan embeds the lean runtime; we built it
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise ArtifactError(f"The plan just built could not be loaded for the layer report: {logger.last_error()}.")
+    text = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+    try:
+        write_json_atomic(path, json.loads(text))
+    except json.JSONDecodeError:
+        write_bytes_atomic(path, text.encode())
+
+
+def build_plan(onnx_path: Path, plan_path: Path, options: TensorRTBuildOptions | None = None) -> dict[str, Any]:
+    """Build a TensorRT plan from an ONNX model (strongly typed, no precision flags) and write it atomically.
+
+    Written against the TensorRT 10.x/11.x Python API documentation; not executed in this project's CI.
+
+    Args:
+        onnx_path: an FP32, FP16 or Q/DQ INT8 ONNX model with one N x 3 x H x W input.
+        plan_path: where the plan goes (the caller writes the sidecar from the returned facts).
+        options: profile, workspace, timing cache, optimisation and compatibility levels, layer report.
+
+    Returns:
+        The engine facts for the sidecar's ``engine`` key: ``tensorrt_version``, ``gpu`` (name,
+        compute_capability), ``io`` (name, mode, dtype, shape per tensor), ``profile`` (input, min, opt, max),
+        ``build_options``, ``network_flags``, ``strongly_typed``, ``layer_report``, ``plan_bytes``,
+        ``build_seconds``.
+
+    Raises:
+        ArtifactError: the ONNX is unusable or TensorRT rejects it or fails to build.
+        MissingBackendError: TensorRT or a GPU is missing, or TensorRT is not 10.x/11.x.
+    """
+    options = options or TensorRTBuildOptions()
+    onnx_path, plan_path = Path(onnx_path), Path(plan_path)
+    input_name, chw = onnx_image_input(onnx_path)  # refuse a bad model before paying for TensorRT
+    trt = import_tensorrt()
+    gpu = visible_gpus()[0]  # the builder uses the current CUDA device, device 0
+    start = time.perf_counter()
+
+    logger = make_logger(trt)
+    builder = trt.Builder(logger)
+    flags = network_flags(trt)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)).strip() for i in range(parser.num_errors)]
+        shown = "; ".join(errors[:3]) + (f" (and {len(errors) - 3} more)" if len(errors) > 3 else "")
+        raise ArtifactError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {shown or logger.last_error()}.")
+    if network.num_inputs != 1 or network.get_input(0).name != input_name:
+        raise ArtifactError(f"TensorRT sees other inputs in {onnx_path.name} than the ONNX file declares.")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    config.builder_optimization_level = options.optimization_level
+    config.hardware_compatibility_level = getattr(
+        trt.HardwareCompatibilityLevel, HARDWARE_COMPATIBILITY[options.hardware_compatibility]
+    )
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if options.layer_report is not None:
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    shapes = options.profile_shapes(chw)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, *shapes)
+    if config.add_optimization_profile(profile) < 0:
+        raise ArtifactError(f"TensorRT refused the batch profile {shapes} for {input_name!r}: {logger.last_error()}.")
+    cache = _attach_timing_cache(config, options.timing_cache)
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ArtifactError(f"TensorRT could not build a plan from {onnx_path.name}: {logger.last_error()}.")
+    with atomic_path(plan_path) as tmp, open(tmp, "wb") as f:
+        f.write(plan)
+    if cache is not None:
+        write_bytes_atomic(options.timing_cache, bytes(cache.serialize()))
+    if options.layer_report is not None:
+        _write_layer_report(trt, logger, plan, options.layer_report, options.version_compatible)
+
+    return {
+        "tensorrt_version": trt.__version__,
+        "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability},
+        "io": _network_io(network),
+        "profile": {"input": input_name, "min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])},
+        "build_options": options.to_dict(),
+        "network_flags": list(network_flag_names(trt.__version__)),
+        "strongly_typed": True,
+        "layer_report": str(options.layer_report) if options.layer_report is not None else None,
+        "plan_bytes": plan_path.stat().st_size,
+        "build_seconds": round(time.perf_counter() - start, 1),
+    }
