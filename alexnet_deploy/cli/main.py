@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import __version__
-from alexnet_deploy.cli import doctor, info, predict
+from alexnet_deploy.cli import bench, doctor, export, info, predict
 
 app = typer.Typer(
     name="alexnet-deploy",
@@ -46,7 +46,9 @@ def callback(
 
 app.command("info")(info.info)
 app.command("doctor")(doctor.doctor)
+app.command("bench")(bench.bench)
 app.command("predict")(predict.predict)
+app.command("export")(export.export)
 
 
 def main() -> None:
