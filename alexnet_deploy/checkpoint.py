@@ -73,6 +73,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         pickle.UnpicklingError,
         RuntimeError,
         EOFError,
+        KeyError,  # the weights-only unpickler on a text file: an unknown memo index
         zipfile.BadZipFile,
         ValueError,
         io.UnsupportedOperation,
