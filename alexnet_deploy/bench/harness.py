@@ -1,0 +1,258 @@
+"""The harness: latency and throughput of any runner, side by side, with warm-up, percentiles and ratios.
+
+The harness measures what trtexec measures and states what it measured:
+
+* **Warm-up** for ``warmup_s`` seconds (at least three calls, after one untimed call that absorbs
+  ``torch.compile``, CUDA-graph capture and lazy allocation), then timed calls for ``duration_s`` seconds or
+  ``iterations`` calls.
+* **Interleaving**: when several targets are compared, each batch size is measured in ``rounds`` chunks that
+  rotate through the targets, so a slow drift of the machine (another process, the clock) hits all of them alike.
+  The first call of each chunk is discarded: switching runners leaves cold caches and, for ONNX Runtime,
+  threads that were still spinning.
+* **Latency** per call from the host clock around :meth:`Runner.infer` (numpy in, numpy out: on a GPU the
+  host<->device copies are *included*). On CUDA, a second figure excludes them: CUDA events around the model on
+  device-resident tensors (torch), or the runner's own ``last_device_seconds`` (TensorRT).
+* **Throughput** = images completed / wall time of the timed chunks; with ``concurrency`` N, N threads each keep
+  one request in flight (Triton perf_analyzer's concurrency mode) and the latency is what each request waited.
+* **Compute fraction**: FLOPs per image (2 x the multiply-adds of :func:`alexnet_deploy.models.profile_model`)
+  x images/s, over a ceiling measured on this machine by :func:`measure_ceiling` (a large ``torch.mm``).
+
+Targets are built from artifact paths in :mod:`alexnet_deploy.bench.targets`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from alexnet_deploy.bench.machine import machine_info
+from alexnet_deploy.bench.results import (
+    BenchConfig,
+    BenchReport,
+    BenchTarget,
+    LatencyStats,
+    Measurement,
+    apply_ratios,
+    compute_fraction,
+    describe_target,
+)
+from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.manifest import library_versions
+
+Clock = Callable[[], float]
+
+
+def _timed_chunk(
+    target: BenchTarget,
+    images: np.ndarray,
+    *,
+    duration_s: float | None,
+    iterations: int | None,
+    concurrency: int,
+    clock: Clock,
+    with_compute: bool,
+) -> tuple[list[float], list[float], float]:
+    """Run one timed chunk; return (latencies, compute latencies, wall seconds)."""
+    runner = target.runner
+    if concurrency > 1:
+        return _concurrent_chunk(target, images, duration_s, iterations, concurrency, clock)
+    lat: list[float] = []
+    compute: list[float] = []
+    start = clock()
+    while True:
+        t0 = clock()
+        runner.infer(images)
+        lat.append(clock() - t0)
+        device_s = getattr(runner, "last_device_seconds", None)  # TensorRT: CUDA events around the engine alone
+        if device_s is not None:
+            compute.append(device_s)
+        if iterations is not None:
+            if len(lat) >= iterations:
+                break
+        elif clock() - start >= duration_s:
+            break
+    wall = clock() - start
+    if with_compute and target.compute_timer is not None and not compute:
+        # Timed after the end-to-end loop (not inside it) so that its synchronisation cannot slow that loop.
+        compute = [target.compute_timer(images) for _ in range(max(3, min(len(lat), 200)))]
+    return lat, compute, wall
+
+
+def _concurrent_chunk(
+    target: BenchTarget,
+    images: np.ndarray,
+    duration_s: float | None,
+    iterations: int | None,
+    concurrency: int,
+    clock: Clock,
+) -> tuple[list[float], list[float], float]:
+    """N threads, each with one request in flight; requests that *complete* inside the window are counted."""
+    lock = threading.Lock() if not target.thread_safe else None
+    done: list[tuple[float, float]] = []  # (end, latency)
+    state = {"count": 0, "stop": False}
+    state_lock = threading.Lock()
+    errors: list[BaseException] = []
+    start = clock()
+
+    def stream() -> None:
+        try:
+            while not state["stop"]:
+                t0 = clock()
+                if lock is not None:
+                    with lock:
+                        target.runner.infer(images)
+                else:
+                    target.runner.infer(images)
+                t1 = clock()
+                with state_lock:
+                    if state["stop"]:
+                        return
+                    done.append((t1, t1 - t0))
+                    state["count"] += 1
+                    if (iterations is not None and state["count"] >= iterations) or (
+                        iterations is None and t1 - start >= duration_s
+                    ):
+                        state["stop"] = True
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+            state["stop"] = True
+
+    threads = [threading.Thread(target=stream, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    end = max(e for e, _ in done)
+    return [lat for _, lat in done], [], end - start
+
+
+def measure_target(
+    target: BenchTarget,
+    images: np.ndarray,
+    config: BenchConfig,
+    *,
+    clock: Clock = time.perf_counter,
+    warm: bool = True,
+    rounds: int = 1,
+) -> tuple[list[float], list[float], float]:
+    """Warm ``target`` up (unless ``warm`` is False) and time one chunk (1/``rounds`` of the budget).
+
+    Returns:
+        (latencies, compute latencies, wall seconds) in seconds.
+    """
+    runner = target.runner
+    runner.infer(images)  # untimed: compilation, graph capture, allocation, or a cold cache after a switch
+    if warm:
+        t0, calls = clock(), 0
+        while calls < 3 or clock() - t0 < config.warmup_s:
+            runner.infer(images)
+            calls += 1
+    iterations = None if config.iterations is None else max(1, math.ceil(config.iterations / rounds))
+    return _timed_chunk(
+        target,
+        images,
+        duration_s=config.duration_s / rounds,
+        iterations=iterations,
+        concurrency=config.concurrency,
+        clock=clock,
+        with_compute=True,
+    )
+
+
+def _check_batch(target: BenchTarget, batch: int) -> None:
+    limit = target.runner.max_batch
+    if limit is not None and batch > limit:
+        raise ConfigError(
+            f"Batch {batch} is outside the profile of {target.label} (largest batch {limit}); "
+            f"rebuild it with a larger maximum or bench smaller batches."
+        )
+
+
+def run_benchmark(
+    targets: Sequence[BenchTarget],
+    config: BenchConfig,
+    *,
+    baseline: str | None = None,
+    ceiling: dict[str, Any] | None = None,
+    clock: Clock = time.perf_counter,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Measure every target at every batch size, interleaved, and compute ratios against ``baseline``.
+
+    Args:
+        targets: what to measure (labels must be unique); runners are activated here and deactivated after.
+        config: batch sizes, durations, concurrency.
+        baseline: label of the target the ratios divide by (``None``: no ratios).
+        ceiling: from :func:`measure_ceiling`, for the compute fraction (``gflops`` keyed by precision).
+        clock: the host clock (injected by tests).
+        progress: called with a short description before each chunk.
+
+    Raises:
+        ConfigError: duplicate labels, an unknown baseline, or a batch outside a runner's profile.
+    """
+    labels = [t.label for t in targets]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"Every target needs its own label; got {labels}.")
+    if baseline is not None and baseline not in labels:
+        raise ConfigError(f"The baseline '{baseline}' is not among the targets ({', '.join(labels)}).")
+    for t in targets:
+        for b in config.batch_sizes:
+            _check_batch(t, b)
+    rng = np.random.default_rng(config.seed)
+    measurements: list[Measurement] = []
+    active: list[BenchTarget] = []
+    try:
+        for t in targets:
+            t.runner.activate()
+            active.append(t)
+        for batch in config.batch_sizes:
+            per: dict[str, tuple[list[float], list[float], float]] = {t.label: ([], [], 0.0) for t in targets}
+            inputs = {t.image_shape: rng.standard_normal((batch, *t.image_shape), dtype=np.float32) for t in targets}
+            for r in range(config.rounds):
+                for t in targets:
+                    if progress:
+                        progress(f"{t.label}, batch {batch}, round {r + 1}/{config.rounds}")
+                    lat, comp, wall = measure_target(
+                        t, inputs[t.image_shape], config, clock=clock, warm=(r == 0), rounds=config.rounds
+                    )
+                    acc = per[t.label]
+                    per[t.label] = (acc[0] + lat, acc[1] + comp, acc[2] + wall)
+            for t in targets:
+                lat, comp, wall = per[t.label]
+                n_req = len(lat)
+                measurements.append(
+                    Measurement(
+                        label=t.label,
+                        batch=batch,
+                        concurrency=config.concurrency,
+                        latency=LatencyStats.from_samples(lat),
+                        images=n_req * batch,
+                        wall_s=wall,
+                        compute_latency=LatencyStats.from_samples(comp) if comp else None,
+                    )
+                )
+    finally:
+        for t in active:
+            t.runner.deactivate()
+    by_label = {t.label: t for t in targets}
+    for m in measurements:
+        t = by_label[m.label]
+        m.fraction_of_ceiling = compute_fraction(t, m.throughput, ceiling)
+    if baseline is not None:
+        apply_ratios(measurements, baseline)
+    return BenchReport(
+        config=config,
+        targets=[describe_target(t) for t in targets],
+        measurements=measurements,
+        baseline=baseline,
+        ceiling=ceiling or {},
+        machine=machine_info(),
+        versions=library_versions(),
+    )
