@@ -4,9 +4,12 @@ Every precision decision lives in the ONNX graph (an FP16 graph, or Q/DQ nodes f
 precision flag: on 10.x the network is created STRONGLY_TYPED, on 11.x strong typing is the only mode.
 
 Status: the TensorRT calls below were written against the TensorRT 10.x/11.x Python API documentation and have
-NOT been executed on any machine of this project (none has TensorRT or a GPU). The pure parts (options,
-version logic, the ONNX input check, the missing-backend sentence) are tested here; the build itself is tested
-by ``@pytest.mark.tensorrt`` tests that skip where TensorRT is not usable.
+NOT been executed against TensorRT on any machine of this project (none has TensorRT or a GPU). Every name used
+was checked to exist, with these signatures, in the real ``tensorrt_bindings`` of 10.16.1 and 11.4.0 (imported
+against stub libraries, no GPU); 10.0.1 lacks only ``SAME_COMPUTE_CAPABILITY``. The pure parts (options, version
+logic, the ONNX input check, the missing-backend sentence) are tested here, the control flow of
+:func:`build_plan` with a stand-in module, and the real build by ``@pytest.mark.tensorrt`` tests that skip where
+TensorRT is not usable.
 
 ``import tensorrt`` happens only inside functions, after a child process has confirmed that a GPU exists:
 without one TensorRT can log CUDA error 35 and segfault on the next call.
@@ -323,6 +326,13 @@ def build_plan(onnx_path: Path, plan_path: Path, options: TensorRTBuildOptions |
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
     input_name, chw = onnx_image_input(onnx_path)  # refuse a bad model before paying for TensorRT
     trt = import_tensorrt()
+    level_name = HARDWARE_COMPATIBILITY[options.hardware_compatibility]
+    hardware_level = getattr(trt.HardwareCompatibilityLevel, level_name, None)
+    if hardware_level is None:  # SAME_COMPUTE_CAPABILITY arrived during 10.x (absent from 10.0)
+        raise ConfigError(
+            f"TensorRT {trt.__version__} has no {options.hardware_compatibility} hardware compatibility level; "
+            "use a later TensorRT or another level."
+        )
     gpu = visible_gpus()[0]  # the builder uses the current CUDA device, device 0
     start = time.perf_counter()
 
@@ -341,9 +351,7 @@ def build_plan(onnx_path: Path, plan_path: Path, options: TensorRTBuildOptions |
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     config.builder_optimization_level = options.optimization_level
-    config.hardware_compatibility_level = getattr(
-        trt.HardwareCompatibilityLevel, HARDWARE_COMPATIBILITY[options.hardware_compatibility]
-    )
+    config.hardware_compatibility_level = hardware_level
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if options.layer_report is not None:
