@@ -98,7 +98,7 @@ def check_plan_compatible(engine_facts: dict, trt_version: str, gpus: Sequence[G
     elif hardware == "none" and built_name and built_name != here.name:
         problems.append(
             "it was built without hardware compatibility, for that GPU model only "
-            "(build with --hardware-compatibility same_compute_capability to share it)"
+            "(hardware compatibility same_compute_capability shares it)"
         )
     if problems:
         raise ArtifactError(
