@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
         cudaStreamDestroy(stream);
 
         // 6. Softmax and the top-5.
-        std::vector<float> logits(size_t(numClasses));
+        std::vector<float> logits(static_cast<size_t>(numClasses));
         for (size_t i = 0; i < logits.size(); ++i)
             logits[i] = outType == nvinfer1::DataType::kFLOAT ? reinterpret_cast<float*>(hostOut.data())[i]
                                                               : halfToFloat(reinterpret_cast<uint16_t*>(hostOut.data())[i]);
