@@ -5,8 +5,10 @@ a plan from another TensorRT version or for another GPU is refused with a senten
 TensorRT's "Version tag does not match" / "incompatible device" log lines and a ``None`` engine.
 
 Status: the TensorRT and CUDA calls were written against the TensorRT 10.x/11.x Python API documentation and have
-NOT been executed on any machine of this project (none has TensorRT or a GPU). The compatibility check and the
-batch check are pure functions, tested here.
+NOT been executed against TensorRT or a GPU on any machine of this project (none has either). The names and
+signatures used exist in the real ``tensorrt_bindings`` 10.16.1 and 11.4.0 (imported here against stub
+libraries); the compatibility and batch checks are pure functions tested here, and the runner's control flow
+(buffers, address binding, dtype conversion, timing) runs here against a stand-in engine and CPU tensors.
 """
 
 from __future__ import annotations

@@ -1,19 +1,24 @@
-"""build_plan's control flow, executed here with a stand-in ``tensorrt`` module.
+"""build_plan's and TensorRTRunner's control flow, executed here with a stand-in ``tensorrt`` module.
 
 This is NOT a test of TensorRT: the stand-in only mirrors the names and signatures of the real Python bindings
 (checked against tensorrt_bindings 10.16.1 and 11.4.0), so that every line of ``build_plan`` runs on this CPU
-machine — flags, config calls, profile, timing cache round trip, atomic writes, error sentences, the facts dict.
+machine — flags, config calls, profile, timing cache round trip, atomic writes, error sentences, the facts dict;
+for the runner, buffers on the CPU and a faked ``torch.cuda`` (stream, events) stand in for the GPU.
 The real build is covered by the ``@pytest.mark.tensorrt`` tests in test_tensorrt_engine.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import sys
+import time
 import types
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from test_tensorrt_engine import small_onnx  # pytest puts this folder on sys.path (rootdir, no __init__)
 
@@ -244,3 +249,148 @@ def test_standin_old_10x_without_same_compute_capability(tmp_path, standin):
             tmp_path / "m.plan",
             TensorRTBuildOptions(hardware_compatibility="same_compute_capability"),
         )
+
+
+# -- TensorRTRunner's control flow: stand-in engine + torch with a faked ``cuda`` namespace, CPU buffers ----------
+W = np.linspace(-1, 1, 30, dtype=np.float32).reshape(3, 10)
+
+
+def standin_runtime_module(calls: dict) -> types.ModuleType:
+    """Engine I/O: float16 'images' (profile 1..8 x 3 x 4 x 4), float32 'logits' = channel means @ W."""
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.16.1.11"
+    trt.TensorIOMode = _enum(NONE=0, INPUT=1, OUTPUT=2)
+    trt.DataType = _enum(FLOAT=0, HALF=1)
+
+    class Context:
+        def __init__(self):
+            self.shape, self.addresses = None, {}
+
+        def set_input_shape(self, name, shape):
+            self.shape = tuple(shape)
+            return 1 <= self.shape[0] <= 8
+
+        def get_tensor_shape(self, name):
+            return [self.shape[0], 10]
+
+        def set_tensor_address(self, name, ptr):
+            self.addresses[name] = ptr
+            return True
+
+        def execute_async_v3(self, stream_handle):
+            # Compute through the raw addresses, as TensorRT would: proves the runner bound the right memory.
+            calls["streams"] = calls.get("streams", set()) | {stream_handle}
+            n = self.shape[0]
+            x = np.ctypeslib.as_array((ctypes.c_uint16 * (n * 48)).from_address(self.addresses["images"]))
+            out = np.ctypeslib.as_array((ctypes.c_float * (n * 10)).from_address(self.addresses["logits"]))
+            out[:] = (x.view(np.float16).astype(np.float32).reshape(n, 3, 16).mean(-1) @ W).ravel()
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i):
+            return ["images", "logits"][i]
+
+        def get_tensor_mode(self, name):
+            return trt.TensorIOMode.INPUT if name == "images" else trt.TensorIOMode.OUTPUT
+
+        def get_tensor_dtype(self, name):
+            return trt.DataType.HALF if name == "images" else trt.DataType.FLOAT
+
+        def get_tensor_profile_shape(self, name, profile_index):
+            return [[1, 3, 4, 4], [4, 3, 4, 4], [8, 3, 4, 4]]
+
+        def create_execution_context(self):
+            return Context()
+
+    class Runtime:
+        def __init__(self, logger):
+            self.engine_host_code_allowed = False
+
+        def deserialize_cuda_engine(self, data):
+            calls["plan_bytes"] = bytes(data)
+            return Engine()
+
+    class ILogger:
+        def __init__(self) -> None:
+            pass
+
+    trt.Runtime, trt.ILogger = Runtime, ILogger
+    return trt
+
+
+def cpu_torch_with_fake_cuda() -> types.ModuleType:
+    import torch
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            self.t = None
+
+        def record(self, stream=None):
+            self.t = time.perf_counter()
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return (end.t - self.t) * 1e3
+
+    class Stream:
+        def __init__(self, device=None):
+            self.cuda_stream = 0x5EED
+
+        def synchronize(self):
+            pass
+
+    cuda = SimpleNamespace(
+        is_available=lambda: True,
+        device=lambda index: contextlib.nullcontext(),
+        stream=lambda s: contextlib.nullcontext(),
+        Stream=Stream,
+        Event=Event,
+    )
+    fake = types.ModuleType("torch")
+    fake.__dict__["__getattr__"] = lambda name: getattr(torch, name)  # everything else is the real torch
+    fake.cuda = cuda
+    fake.device = lambda *args, **kwargs: torch.device("cpu")
+    return fake
+
+
+def test_standin_runner_flow(tmp_path, monkeypatch):
+    from alexnet_deploy.manifest import Manifest, save_manifest
+    from alexnet_deploy.runners import tensorrt_runner as trt_runner
+    from alexnet_deploy.runners.tensorrt_runner import TensorRTRunner
+
+    calls: dict = {}
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"stand-in plan")
+    engine = {
+        "tensorrt_version": "10.16.1.11",
+        "gpu": {"name": "NVIDIA L40S", "compute_capability": "8.9"},
+        "profile": {"input": "images", "min": [1, 3, 4, 4], "opt": [4, 3, 4, 4], "max": [8, 3, 4, 4]},
+        "build_options": {"hardware_compatibility": "none", "version_compatible": True},
+    }
+    save_manifest(plan, Manifest(kind="plan", precision="fp16", engine=engine))
+    monkeypatch.setattr(trt_runner, "tensorrt_status", lambda: {"usable": True, "version": "10.16.1.11", "reason": ""})
+    monkeypatch.setattr(trt_engine, "visible_gpus", lambda: [GPU("NVIDIA L40S", "8.9")])
+    monkeypatch.setitem(sys.modules, "tensorrt", standin_runtime_module(calls))
+    monkeypatch.setitem(sys.modules, "torch", cpu_torch_with_fake_cuda())
+
+    x = np.random.default_rng(0).standard_normal((5, 3, 4, 4)).astype(np.float32)
+    expected = x.astype(np.float16).astype(np.float32).reshape(5, 3, 16).mean(-1) @ W
+    with TensorRTRunner(plan, include_copies=False) as runner:
+        assert calls["plan_bytes"] == b"stand-in plan" and runner._runtime.engine_host_code_allowed is True
+        assert (runner.input_name, runner.output_name, runner.max_batch) == ("images", "logits", 8)
+        assert runner._input.dtype.is_floating_point and runner._input.element_size() == 2  # float16 buffer
+        got = runner.infer(x)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+        assert got.dtype == np.float32 and got.shape == (5, 10)
+        assert runner.inference_time == runner.last_device_seconds >= 0
+        np.testing.assert_allclose(runner.infer(x[:2]), expected[:2], rtol=1e-5, atol=1e-6)  # smaller batch after
+        with pytest.raises(ConfigError, match=r"batch of 9 is outside the plan's profile \(1 to 8\)"):
+            runner.infer(np.zeros((9, 3, 4, 4), np.float32))
+        times = runner.time_device(4, iterations=3, warmup=1)
+        assert len(times) == 3 and all(t >= 0 for t in times)
+        assert calls["streams"] == {0x5EED}
+    assert not runner.is_active and not hasattr(runner, "_engine")
