@@ -1,0 +1,273 @@
+"""``fit(cfg)``: a whole training run, from data to ``best.pt``, ``last.pt``, ``metrics.jsonl`` and curves.
+
+Every random choice of an epoch is derived from (seed, epoch, rank), and the model, optimizer and schedule
+state are checkpointed after every epoch, so a run killed after epoch k and resumed from ``last.pt`` reproduces
+the uninterrupted run bit for bit on the CPU.
+
+Files written into ``cfg.output`` (by rank 0):
+
+* ``last.pt`` / ``best.pt`` (highest val top-1) with their manifests ``last.pt.json`` / ``best.pt.json``;
+* ``config.json``: the resolved configuration; ``metrics.jsonl``: one line per epoch; ``curves.png``;
+* ``summary.json``: best epoch and accuracy (and the 10-crop test of ``best.pt`` when asked), wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alexnet_deploy.errors import CheckpointError, DataError
+from alexnet_deploy.manifest import load_manifest, save_manifest, write_bytes_atomic, write_json_atomic
+from train.checkpointing import (
+    copy_checkpoint,
+    get_rng_state,
+    load_resume_checkpoint,
+    save_training_checkpoint,
+    set_rng_state,
+)
+from train.columns import TwoColumnAlexNet
+from train.config import TrainConfig
+from train.data import epoch_seed
+from train.distributed import DistContext, barrier, init_distributed, shutdown
+from train.engine import (
+    Budget,
+    Data,
+    PlacedModel,
+    StepInfo,
+    build_dataloaders,
+    build_model,
+    build_optimizer,
+    evaluate,
+    place_model,
+    train_one_epoch,
+)
+from train.plot import plot_curves
+from train.schedule import build_schedule
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FitResult", "Hooks", "fit"]
+
+
+class Hooks:
+    """Callbacks a front end (the CLI's progress bars) implements; every method is optional."""
+
+    def on_message(self, text: str) -> None: ...
+
+    def on_load_progress(self, split: str, done: int, total: int) -> None: ...
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+
+    def on_step(self, info: StepInfo) -> None: ...
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class FitResult:
+    """What a run produced."""
+
+    config: TrainConfig
+    output: Path
+    history: list[dict[str, Any]]
+    best: dict[str, Any]
+    wall_seconds: float
+    ten_crop: dict[str, float] | None = None
+    placed: PlacedModel | None = field(default=None, repr=False)
+
+
+def _checkpoint(
+    placed: PlacedModel, optimizer, schedule, cfg: TrainConfig, data: Data, epoch: int, metrics: dict
+) -> dict[str, Any]:
+    return {
+        "model": placed.grouped_state_dict(),
+        "arch": {"name": cfg.model, "num_classes": len(data.classes), "width": cfg.width, "columns": cfg.columns},
+        "classes": list(data.names),
+        "class_folders": list(data.classes),
+        "preprocessing": cfg.preprocessing.to_dict(),
+        "config": cfg.to_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": schedule.state_dict(),
+        "epoch": epoch,
+        "rng": get_rng_state(),
+        "metrics": metrics,
+        # Which layout the optimizer state belongs to: resuming needs the same --devices layout.
+        "layout": "two-column" if isinstance(placed.core, TwoColumnAlexNet) else "single",
+    }
+
+
+def _write_run_files(out: Path, history: list[dict], cfg: TrainConfig) -> None:
+    write_bytes_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history).encode())
+    plot_curves(history, out / "curves.png", title=f"{cfg.model} width {cfg.width:g}, {cfg.preset} preset")
+
+
+def fit(
+    cfg: TrainConfig, *, resume: str | Path | dict[str, Any] | None = None, hooks: Hooks | None = None
+) -> FitResult:
+    """Train ``cfg`` (from scratch, or from ``resume``'s state) and write the run's files.
+
+    Args:
+        cfg: the resolved configuration.
+        resume: a ``last.pt`` (or ``best.pt``) to continue from, or its contents as read by
+            :func:`~train.checkpointing.load_resume_checkpoint`; training restarts at its epoch + 1.
+        hooks: progress callbacks.
+
+    Raises:
+        AlexNetDeployError: bad data, configuration or checkpoint (one-sentence messages).
+    """
+    wall_start = time.monotonic()
+    hooks = hooks or Hooks()
+    ctx = init_distributed(cfg.device_list)
+    try:
+        return _fit(cfg, ctx, resume, hooks, wall_start)
+    finally:
+        shutdown(ctx)
+
+
+def _fit(cfg: TrainConfig, ctx: DistContext, resume, hooks: Hooks, wall_start: float) -> FitResult:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if isinstance(resume, dict):
+        state, resume = resume, "the checkpoint"
+    else:
+        state = load_resume_checkpoint(resume) if resume else None
+    out = Path(cfg.output)
+    load_start = time.monotonic()
+    data = build_dataloaders(cfg, ctx, on_progress=hooks.on_load_progress)
+    hooks.on_message(
+        f"data: {len(data.classes)} classes, {len(data.train)} training steps of {cfg.batch_size} per epoch "
+        f"(loaded in {time.monotonic() - load_start:.0f} s)"
+    )
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    model = build_model(cfg, len(data.classes))
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+    start_epoch, elapsed_before = 1, 0.0
+    if state is not None:
+        if state.get("class_folders", data.classes) != data.classes:
+            raise DataError(f"{cfg.data} holds other classes than the checkpoint {resume} was trained on.")
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            detail = str(exc).splitlines()[0]
+            raise CheckpointError(f"{resume} does not fit this configuration's model: {detail}") from None
+    placed = place_model(model, cfg, ctx)
+    optimizer = build_optimizer(cfg, placed.module)
+    schedule = build_schedule(cfg, optimizer, len(data.train))
+    if state is not None:
+        layout = "two-column" if len(ctx.devices) == 2 else "single"
+        if state.get("layout", "single") != layout:
+            raise CheckpointError(f"{resume} was trained {state.get('layout')}; resume it with the same --devices.")
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        metrics = state["metrics"]
+        history, best = list(metrics.get("history", [])), dict(metrics.get("best", {}))
+        start_epoch, elapsed_before = int(state["epoch"]) + 1, float(metrics.get("elapsed_seconds", 0.0))
+        hooks.on_message(f"resumed from {resume} after epoch {state['epoch']}")
+    budget = Budget(cfg.max_minutes * 60, start=wall_start - elapsed_before, reserve=30.0) if cfg.max_minutes else None
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / "config.json", cfg.to_dict())
+    stopped = False
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout and any other draw this epoch
+        hooks.on_epoch_start(epoch, cfg.epochs, len(data.train))
+        tr = train_one_epoch(
+            placed,
+            data.train,
+            optimizer,
+            schedule,
+            epoch=epoch,
+            ctx=ctx,
+            label_smoothing=cfg.label_smoothing,
+            budget=budget,
+            time_schedule=cfg.time_schedule,
+            log_every=cfg.log_every,
+            on_step=hooks.on_step,
+        )
+        ev = evaluate(placed, data.val, ctx)
+        if budget is not None:  # keep time for a last evaluation and the checkpoint writes
+            budget.reserve = 3 * ev["seconds"] + 15.0 + (12 * ev["seconds"] if cfg.ten_crop else 0.0)
+        lr_used = schedule.lr
+        schedule.step_epoch(1.0 - ev["top1"])
+        elapsed = elapsed_before + time.monotonic() - wall_start
+        record = {
+            "epoch": epoch,
+            "train_loss": tr["loss"],
+            "train_top1": tr["top1"],
+            "train_top5": tr["top5"],
+            "val_loss": ev["loss"],
+            "val_top1": ev["top1"],
+            "val_top5": ev["top5"],
+            "lr": lr_used,
+            "img_per_s": tr["img_per_s"],
+            "train_seconds": tr["seconds"],
+            "eval_seconds": ev["seconds"],
+            "elapsed_seconds": elapsed,
+            "partial_epoch": bool(tr["stopped"]),
+        }
+        history.append(record)
+        is_best = not best or ev["top1"] > best["val_top1"]
+        if is_best:
+            best = {"epoch": epoch, "val_top1": ev["top1"], "val_top5": ev["top5"], "val_loss": ev["loss"]}
+        if ctx.is_main:
+            metrics = {"history": history, "best": best, "elapsed_seconds": elapsed, "last": record}
+            ckpt = _checkpoint(placed, optimizer, schedule, cfg, data, epoch, metrics)
+            accuracy = {
+                "top1": ev["top1"],
+                "top5": ev["top5"],
+                "split": "val",
+                "images": int(ev["images"]),
+                "method": "centre crop",
+                "epoch": epoch,
+            }
+            save_training_checkpoint(out / "last.pt", ckpt, cfg, accuracy)
+            if is_best:
+                copy_checkpoint(out / "last.pt", out / "best.pt")
+            _write_run_files(out, history, cfg)
+        barrier(ctx)
+        hooks.on_epoch_end(record)
+        finished = getattr(schedule, "finished", False) and cfg.time_schedule
+        if tr["stopped"] or (budget is not None and budget.fraction() >= 1.0) or finished:
+            stopped = epoch < cfg.epochs
+            break
+    if stopped:
+        hooks.on_message(f"stopped after epoch {history[-1]['epoch']}: the {cfg.max_minutes:g}-minute budget is spent")
+    ten = _ten_crop(cfg, ctx, placed, data, out, hooks) if cfg.ten_crop and history else None
+    wall = elapsed_before + time.monotonic() - wall_start
+    if ctx.is_main and history:
+        summary = {
+            "best": best,
+            "last": history[-1],
+            "ten_crop_best": ten,
+            "wall_seconds": wall,
+            "epochs_run": len(history),
+            "stopped_by_budget": stopped,
+            "checkpoint": str(out / "best.pt"),
+            "preprocessing": cfg.preprocessing.to_dict(),
+        }
+        write_json_atomic(out / "summary.json", summary)
+    return FitResult(config=cfg, output=out, history=history, best=best, wall_seconds=wall, ten_crop=ten, placed=placed)
+
+
+def _ten_crop(cfg: TrainConfig, ctx: DistContext, placed: PlacedModel, data: Data, out: Path, hooks: Hooks):
+    """Evaluate best.pt with the paper's 10-crop test and record it in best.pt's manifest."""
+    from alexnet_deploy.checkpoint import read_checkpoint
+
+    barrier(ctx)
+    best_state = read_checkpoint(out / "best.pt")["model"]
+    placed.load_grouped_state_dict(best_state)
+    ev = evaluate(placed, data.val_loader(ten_crop=True), ctx)
+    hooks.on_message(f"10-crop test of best.pt: top-1 {ev['top1']:.2%}, top-5 {ev['top5']:.2%}")
+    if ctx.is_main:
+        manifest = load_manifest(out / "best.pt")
+        manifest.accuracy["ten_crop"] = {"top1": ev["top1"], "top5": ev["top5"], "images": int(ev["images"])}
+        save_manifest(out / "best.pt", manifest)
+    return {"top1": ev["top1"], "top5": ev["top5"], "images": ev["images"]}
