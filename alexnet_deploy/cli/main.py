@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import __version__
-from alexnet_deploy.cli import bench, doctor, export, info, predict
+from alexnet_deploy.cli import bench, doctor, export, info, predict, train
 
 app = typer.Typer(
     name="alexnet-deploy",
@@ -49,6 +49,7 @@ app.command("doctor")(doctor.doctor)
 app.command("bench")(bench.bench)
 app.command("predict")(predict.predict)
 app.command("export")(export.export)
+app.command("train")(train.train)
 
 
 def main() -> None:
