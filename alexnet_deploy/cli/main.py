@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import __version__
-from alexnet_deploy.cli import bench, doctor, export, info, predict, train
+from alexnet_deploy.cli import bench, build, calibrate, doctor, export, info, predict, sensitivity, train, verify
 
 app = typer.Typer(
     name="alexnet-deploy",
@@ -50,6 +50,10 @@ app.command("bench")(bench.bench)
 app.command("predict")(predict.predict)
 app.command("export")(export.export)
 app.command("train")(train.train)
+app.command("calibrate")(calibrate.calibrate)
+app.command("build")(build.build)
+app.command("verify")(verify.verify)
+app.command("sensitivity")(sensitivity.sensitivity)
 
 
 def main() -> None:

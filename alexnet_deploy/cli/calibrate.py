@@ -1,0 +1,110 @@
+"""``alexnet-deploy calibrate``: an FP32 ONNX -> an INT8 Q/DQ ONNX, on any machine (no GPU needed)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy.cli._common import console, handle_errors, print_json
+
+
+class Method(str, Enum):
+    auto = "auto"
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+
+
+class Target(str, Enum):
+    tensorrt = "tensorrt"
+    onnxruntime = "onnxruntime"
+
+
+def candidates_table(calibration: dict):
+    """A rich table of the calibration candidates (method, form, held-out figures, ranges vs MinMax)."""
+    from rich.table import Table
+
+    table = Table(title="Calibration candidates (held-out calibration images)")
+    for col in ("method", "form", "cache", "agree %", "top-1", "top-5", "amax/minmax", ""):
+        table.add_column(col, justify="left" if col in ("method", "form", "cache", "") else "right")
+    for c in calibration["candidates"]:
+        h = c.get("holdout") or {}
+        vs = c.get("vs_minmax") or {}
+        ratio = f"{vs['median_amax_ratio']:.2f} ({vs['clipped_tensors']}/{vs['tensors']})" if vs else "1.00"
+        table.add_row(
+            c["method"],
+            c["form"],
+            c["cache"],
+            f"{h['agreement_top1']:.1f}" if h else "-",
+            f"{h['top1']:.1f}" if h else "-",
+            f"{h['top5']:.1f}" if h else "-",
+            ratio,
+            "[bold green]chosen[/]" if c["chosen"] else "",
+        )
+    table.caption = "agree: top-1 agreement with FP32; amax/minmax: median range vs MinMax's (tensors clipped)"
+    return table
+
+
+@handle_errors
+def calibrate(
+    model: Annotated[Path, typer.Argument(help="FP32 ONNX model (an export, with its .json sidecar).")],
+    calib_data: Annotated[
+        Path, typer.Option("--calib-data", help="Calibration images: an ImageFolder, or a root whose train/ is used.")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Q/DQ ONNX to write (default: MODEL.int8.qdq.onnx).")
+    ] = None,
+    target: Annotated[
+        Target, typer.Option(help="tensorrt: TensorRT's symmetric int8 form, always; onnxruntime: may use ORT's own.")
+    ] = Target.tensorrt,
+    method: Annotated[
+        Method, typer.Option(help="auto tries all three and keeps the best on held-out calibration images.")
+    ] = Method.auto,
+    num_images: Annotated[int, typer.Option(min=1, help="Calibration images, stratified over classes.")] = 512,
+    holdout_images: Annotated[int, typer.Option(min=0, help="Held-out images for choosing a method.")] = 1000,
+    percentile: Annotated[float, typer.Option(help="Percentile of |x| kept by the percentile method.")] = 99.99,
+    num_bins: Annotated[int, typer.Option(help="Histogram bins of the entropy/percentile methods.")] = 4096,
+    seed: Annotated[int, typer.Option(help="Seed of the image selection.")] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="Range cache folder (default: MODEL.onnx.calib/).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Recalibrate; do not read or write the cache.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Calibrate an FP32 ONNX on real images into an INT8 Q/DQ ONNX.
+
+    The Q/DQ ONNX (symmetric int8, per-channel weights, float biases) is what `build` compiles, here or on a GPU
+    machine later."""
+    from alexnet_deploy.cli._progress import progress_bars
+    from calib import CalibrationOptions
+    from calib import calibrate as run_calibration
+
+    out = output or model.with_name(model.name.removesuffix(".onnx").removesuffix(".fp32") + ".int8.qdq.onnx")
+    options = CalibrationOptions(percentile=percentile, num_bins=num_bins)
+    with progress_bars(not as_json) as progress:
+        result = run_calibration(
+            model,
+            calib_data,
+            out,
+            target=target.value,
+            method=method.value,
+            num_images=num_images,
+            holdout_images=holdout_images,
+            seed=seed,
+            options=options,
+            cache_dir=cache_dir,
+            use_cache=not no_cache,
+            progress=progress,
+        )
+    summary = result.to_dict()
+    if as_json:
+        print_json({"output": str(out), **summary})
+        return
+    console.print(candidates_table(summary))
+    console.print(
+        f"Wrote [bold]{out}[/]: {result.method.value} calibration, {result.form.name} form; "
+        f"quantized {', '.join(summary['quantized_layers']) or 'nothing'}"
+        + (f"; float {', '.join(summary['float_layers'])}" if summary["float_layers"] else ""),
+        highlight=False,
+    )

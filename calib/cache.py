@@ -1,0 +1,109 @@
+"""The calibration range cache: a rebuild with the same model, images and method skips calibration.
+
+One JSON file per (method, tensor set) in the cache folder (default: ``MODEL.onnx.calib/`` beside the model).
+It stores the key it was computed for: the model's sha256, the calibration data's hash (files, sizes, labels,
+preprocessing), the method's settings, the tensors measured and the onnxruntime version. A lookup whose file
+holds another key is *stale*: it is said (which part changed) and recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from alexnet_deploy.manifest import sha256_text, write_json_atomic
+from calib.methods import Ranges
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What a set of ranges depends on."""
+
+    model_sha256: str
+    data_sha256: str
+    method: dict[str, Any]  # CalibrationOptions.key()
+    tensors_sha256: str
+    onnxruntime: str
+
+    @classmethod
+    def make(cls, model_sha256: str, data_sha256: str, method: dict[str, Any], tensors) -> CacheKey:
+        import onnxruntime
+
+        return cls(model_sha256, data_sha256, dict(method), sha256_text(*sorted(tensors)), onnxruntime.__version__)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def differences(self, other: dict[str, Any]) -> list[str]:
+        """Names of the parts of the key that differ from a stored key (e.g. ``["model_sha256"]``)."""
+        mine = self.to_dict()
+        return [k for k in mine if mine[k] != other.get(k)]
+
+
+_WHY = {
+    "model_sha256": "the model changed",
+    "data_sha256": "the calibration images changed",
+    "method": "the method's settings changed",
+    "tensors_sha256": "other tensors are quantized",
+    "onnxruntime": "onnxruntime's version changed",
+}
+
+
+@dataclass
+class CacheLookup:
+    """The outcome of a lookup: ``status`` is ``"hit"``, ``"miss"`` or ``"stale"`` (with ``reason``)."""
+
+    status: str
+    path: Path
+    ranges: Ranges | None = None
+    reason: str = ""
+
+
+class RangeCache:
+    """Calibration ranges on disk, keyed by :class:`CacheKey`."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    @staticmethod
+    def beside(model_path: str | Path) -> RangeCache:
+        """The default cache of a model: ``MODEL.onnx.calib/``."""
+        model_path = Path(model_path)
+        return RangeCache(model_path.with_name(model_path.name + ".calib"))
+
+    def path(self, key: CacheKey) -> Path:
+        """The file for a key's method and tensor set (the model and data are checked inside it)."""
+        return self.directory / f"{key.method['method']}-{key.tensors_sha256[:12]}.json"
+
+    def load(self, key: CacheKey) -> CacheLookup:
+        """Look up ranges for ``key``; a file made for another key is reported stale and not used."""
+        path = self.path(key)
+        if not path.is_file():
+            return CacheLookup("miss", path)
+        try:
+            stored = json.loads(path.read_text())
+            ranges = Ranges.from_dict(stored["ranges"])
+            stored_key = stored["key"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("The calibration cache %s is unreadable; recomputing.", path)
+            return CacheLookup("stale", path, reason="the cache file is unreadable")
+        changed = key.differences(stored_key)
+        if changed or stored.get("version") != CACHE_VERSION:
+            reason = ", ".join(_WHY.get(c, c) for c in changed) or "the cache format changed"
+            log.warning("The calibration cache %s is stale (%s); recalibrating.", path, reason)
+            return CacheLookup("stale", path, reason=reason)
+        log.info("Calibration ranges for %s come from the cache %s.", key.method["method"], path)
+        return CacheLookup("hit", path, ranges)
+
+    def save(self, key: CacheKey, ranges: Ranges) -> Path:
+        """Store ranges for ``key`` (atomically, replacing a stale file)."""
+        path = self.path(key)
+        write_json_atomic(path, {"version": CACHE_VERSION, "key": key.to_dict(), "ranges": ranges.to_dict()})
+        return path

@@ -1,0 +1,341 @@
+"""Calibrate an FP32 ONNX into a Q/DQ ONNX: choose images, compute (or reuse) ranges, pick the method and form
+on held-out images, write the file and its sidecar. ``alexnet-deploy calibrate`` and ``build --int8`` both
+call :func:`calibrate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alexnet_deploy.data import Preprocessing
+from alexnet_deploy.errors import ArtifactError, ConfigError
+from alexnet_deploy.manifest import Manifest, load_manifest, save_manifest, sha256_file
+from alexnet_deploy.verify import PreparedImages, ProgressFn, compare, run_logits
+from calib.cache import CacheKey, RangeCache
+from calib.methods import ALL_METHODS, CalibrationMethod, CalibrationOptions, Ranges, compute_ranges
+from calib.qdq import (
+    QdqForm,
+    QuantTarget,
+    describe_qdq,
+    forms_for,
+    load_graph,
+    quantizable_layers,
+    tensors_to_calibrate,
+    write_qdq,
+)
+from calib.reader import DEFAULT_HOLDOUT_IMAGES, DEFAULT_NUM_IMAGES, CalibrationData, load_calibration_data
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SourceModel:
+    """An FP32 ONNX ready to calibrate: its manifest, input name, preprocessing and sha256."""
+
+    path: Path
+    manifest: Manifest
+    input_name: str
+    preprocessing: Preprocessing
+    sha256: str
+
+
+def open_source_model(path: str | Path) -> SourceModel:
+    """Read an FP32 ONNX and its sidecar, and check it takes the image input the sidecar describes.
+
+    Raises:
+        ArtifactError: missing, not ONNX, no sidecar, not FP32, or not one float N x 3 x H x W input
+            (named as the sidecar says, sized as its preprocessing crops).
+    """
+    path = Path(path)
+    model = load_graph(path)
+    manifest = load_manifest(path)
+    if manifest.precision != "fp32":
+        raise ArtifactError(f"{path.name} is a {manifest.precision} model; calibrate its FP32 ONNX instead.")
+    if not manifest.preprocessing:
+        raise ArtifactError(f"The manifest of {path.name} records no preprocessing.")
+    pre = Preprocessing.from_dict(manifest.preprocessing)
+    expected = manifest.input.get("name", "images")
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+
+    def shape(vi) -> list:
+        return [d.dim_value or d.dim_param or "?" for d in vi.type.tensor_type.shape.dim]
+
+    ok = (
+        len(inputs) == 1
+        and inputs[0].name == expected
+        and inputs[0].type.tensor_type.elem_type == 1  # float32
+        and len(shape(inputs[0])) == 4
+        and shape(inputs[0])[1] == 3
+        and all(d == pre.crop or isinstance(d, str) for d in shape(inputs[0])[2:])
+    )
+    if not ok:
+        found = ", ".join(f"{i.name}{shape(i)}" for i in inputs) or "nothing"
+        raise ArtifactError(
+            f"{path.name} must take one float32 N x 3 x {pre.crop} x {pre.crop} input named '{expected}'; "
+            f"it takes {found}."
+        )
+    return SourceModel(path, manifest, expected, pre, sha256_file(path))
+
+
+@dataclass
+class Candidate:
+    """One calibration tried: method and form, where its ranges came from, and how it did on held-out images."""
+
+    method: str
+    form: str
+    cache: str  # "hit", "miss", "stale" or "off"
+    seconds: float
+    holdout: dict[str, float] | None = None  # agreement_top1, top1, top5, top1_delta, top5_delta
+    vs_minmax: dict[str, float] | None = None  # how this method's ranges compare with MinMax's
+    chosen: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class CalibrationResult:
+    """What :func:`calibrate` made and how it chose."""
+
+    path: Path | None
+    method: CalibrationMethod
+    form: QdqForm
+    ranges: Ranges
+    options: CalibrationOptions
+    data: dict[str, Any]
+    candidates: list[Candidate] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)  # node names left in float
+    structure: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sidecar's ``calibration`` field."""
+        return {
+            "method": self.method.value,
+            "form": self.form.name,
+            "options": self.options.key(),
+            "data": self.data,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "selection": "highest top-1 agreement with FP32 on the held-out calibration images, then top-1",
+            "quantized_layers": self.structure.get("quantized", []),
+            "float_layers": self.structure.get("float", []),
+            "excluded_nodes": list(self.excluded),
+            "activations": "symmetric int8, per tensor"
+            if self.form.symmetric_activations
+            else "asymmetric uint8, per tensor",
+            "weights": "symmetric int8, per output channel",
+            "bias": "int32" if self.form.quantize_bias else "float",
+        }
+
+
+def _ranges_for(
+    source: SourceModel,
+    data: CalibrationData,
+    options: CalibrationOptions,
+    tensors: set[str],
+    cache: RangeCache | None,
+    progress: ProgressFn | None,
+) -> tuple[Ranges, str]:
+    key = CacheKey.make(source.sha256, data.fingerprint, options.key(), tensors)
+    if cache is not None:
+        found = cache.load(key)
+        if found.status == "hit" and found.ranges is not None:
+            return found.ranges, "hit"
+        status = found.status
+    else:
+        status = "off"
+    reader = data.reader(source.input_name, options.batch_size)
+    ranges = compute_ranges(source.path, reader, options, tensors, progress)
+    if cache is not None:
+        cache.save(key, ranges)
+    return ranges, status
+
+
+def _vs_minmax(ranges: Ranges, minmax: Ranges | None, tensors: set[str]) -> dict[str, float] | None:
+    """How far a method's ranges sit inside MinMax's, over the tensors one form quantizes."""
+    if minmax is None or ranges.method is CalibrationMethod.MINMAX:
+        return None
+    ratios = [r for name, r in ranges.ratio_to(minmax).items() if name in tensors]
+    if not ratios:
+        return None
+    return {
+        "median_amax_ratio": statistics.median(ratios),
+        "min_amax_ratio": min(ratios),
+        "clipped_tensors": sum(r < 0.999 for r in ratios),
+        "tensors": len(ratios),
+    }
+
+
+def _score(candidate_path: Path, images: PreparedImages, fp32_logits: np.ndarray) -> dict[str, float]:
+    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(candidate_path) as runner:
+        logits = run_logits(runner, images, 64)
+    c = compare(logits, fp32_logits, images.targets)
+    return {k: c[k] for k in ("agreement_top1", "top1_delta", "top5_delta")} | {
+        "top1": c["reference_top1"] + c["top1_delta"],
+        "top5": c["reference_top5"] + c["top5_delta"],
+    }
+
+
+def fp32_logits(source: SourceModel, images: PreparedImages) -> np.ndarray:
+    """The FP32 ONNX's logits on prepared images (ONNX Runtime, CPU)."""
+    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(source.path) as runner:
+        return run_logits(runner, images, 64)
+
+
+def parse_methods(method: str | CalibrationMethod) -> tuple[CalibrationMethod, ...]:
+    """``"auto"`` -> all three methods; otherwise the one named.
+
+    Raises:
+        ConfigError: an unknown method.
+    """
+    if isinstance(method, str) and method.lower() == "auto":
+        return ALL_METHODS
+    return (CalibrationMethod.parse(method),)
+
+
+def calibrate(
+    model: str | Path,
+    calib_data: str | Path,
+    out_path: str | Path | None,
+    *,
+    target: QuantTarget | str = QuantTarget.TENSORRT,
+    method: str | CalibrationMethod = "auto",
+    num_images: int = DEFAULT_NUM_IMAGES,
+    holdout_images: int = DEFAULT_HOLDOUT_IMAGES,
+    seed: int = 0,
+    options: CalibrationOptions | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    exclude: Sequence[str] = (),
+    data: CalibrationData | None = None,
+    progress: ProgressFn | None = None,
+) -> CalibrationResult:
+    """Calibrate an FP32 ONNX (with its sidecar) on images from ``calib_data`` and write the Q/DQ ONNX.
+
+    With ``method="auto"`` minmax, entropy and percentile are all computed and the one whose Q/DQ model agrees
+    best with FP32 on held-out images of the *calibration* folder is kept; for ``target="onnxruntime"`` the
+    tensorrt form and ONNX Runtime's own uint8 form are compared the same way. Every candidate is reported.
+
+    Args:
+        model: the FP32 ONNX (an export with its sidecar).
+        calib_data: an ImageFolder, or a root with ``train/`` (used) and ``val/``.
+        out_path: the Q/DQ ONNX to write (with its sidecar); ``None`` writes nothing (the caller writes).
+        target: ``tensorrt`` (always the symmetric TensorRT form) or ``onnxruntime``.
+        method: ``auto``, ``minmax``, ``entropy`` or ``percentile``.
+        num_images: calibration images (stratified, seeded).
+        holdout_images: held-out images for choosing among candidates (used only when there is a choice).
+        options: histogram and percentile settings (defaults: :class:`CalibrationOptions`).
+        cache_dir: where ranges are cached (default ``MODEL.onnx.calib/``); ``use_cache=False`` disables it.
+        exclude: node names to leave in float.
+        data: already loaded calibration images (skips decoding).
+
+    Returns:
+        :class:`CalibrationResult` (``path`` is ``out_path``).
+
+    Raises:
+        DataError: the calibration folder is empty or holds no image.
+        ArtifactError: the model is not a calibratable FP32 ONNX, or cannot be written.
+        ConfigError: an unknown method or target.
+    """
+    source = open_source_model(model)
+    methods = parse_methods(method)
+    forms = forms_for(target)
+    options = options or CalibrationOptions()
+    choice = len(methods) * len(forms) > 1
+    if data is None:
+        data = load_calibration_data(
+            calib_data,
+            source.preprocessing,
+            num_images=num_images,
+            holdout_images=holdout_images if choice else 0,
+            seed=seed,
+            progress=progress,
+        )
+    if choice and (data.holdout is None or len(data.holdout) == 0):
+        raise ConfigError("Choosing a calibration needs held-out images; the calibration folder is too small.")
+    cache = None if not use_cache else RangeCache(cache_dir) if cache_dir else RangeCache.beside(source.path)
+    graph = load_graph(source.path)
+    needed: set[str] = set()
+    for form in forms:
+        needed |= tensors_to_calibrate(graph, form)
+    reference = fp32_logits(source, data.holdout) if choice else None
+
+    all_ranges: dict[CalibrationMethod, Ranges] = {}
+    candidates: list[Candidate] = []
+    with tempfile.TemporaryDirectory(prefix="alexnet-deploy-calibrate-") as work:
+        for m in methods:
+            start = time.perf_counter()
+            ranges, status = _ranges_for(source, data, options.with_method(m), needed, cache, progress)
+            all_ranges[m] = ranges
+            seconds = time.perf_counter() - start
+            for form in forms:
+                cand = Candidate(m.value, form.name, status, round(seconds, 2))
+                if choice:
+                    trial = Path(work) / f"{m.value}-{form.name}.onnx"
+                    write_qdq(source.path, trial, ranges, form, exclude=exclude)
+                    cand.holdout = _score(trial, data.holdout, reference)
+                    if progress:
+                        progress("Comparing calibrations", len(candidates) + 1, len(methods) * len(forms))
+                candidates.append(cand)
+        minmax = all_ranges.get(CalibrationMethod.MINMAX)
+        for cand in candidates:
+            form_tensors = tensors_to_calibrate(graph, next(f for f in forms if f.name == cand.form))
+            cand.vs_minmax = _vs_minmax(all_ranges[CalibrationMethod(cand.method)], minmax, form_tensors)
+        best = (
+            max(candidates, key=lambda c: (c.holdout["agreement_top1"], c.holdout["top1"])) if choice else candidates[0]
+        )
+        best.chosen = True
+    best_method = CalibrationMethod(best.method)
+    best_form = next(f for f in forms if f.name == best.form)
+    result = CalibrationResult(
+        path=Path(out_path) if out_path is not None else None,
+        method=best_method,
+        form=best_form,
+        ranges=all_ranges[best_method],
+        options=options.with_method(best_method),
+        data=data.describe(),
+        candidates=candidates,
+        excluded=list(exclude),
+    )
+    if out_path is not None:
+        write_calibrated(source, result, Path(out_path))
+    return result
+
+
+def write_calibrated(
+    source: SourceModel, result: CalibrationResult, out_path: Path, exclude: Iterable[str] = ()
+) -> Path:
+    """Write the Q/DQ ONNX of ``result`` (leaving ``exclude`` nodes in float too) and its sidecar."""
+    excluded = sorted(set(result.excluded) | set(exclude))
+    result.excluded = excluded
+    write_qdq(source.path, out_path, result.ranges, result.form, exclude=excluded)
+    result.structure = describe_qdq(out_path)
+    result.path = out_path
+    m = source.manifest
+    manifest = Manifest(
+        kind="onnx",
+        model=dict(m.model),
+        classes=list(m.classes),
+        input=dict(m.input),
+        output=dict(m.output),
+        preprocessing=dict(m.preprocessing),
+        precision="int8",
+        calibration=result.to_dict(),
+        source={"path": str(source.path), "sha256": source.sha256, "precision": "fp32"},
+        extra={"layers": {layer.node: layer.label for layer in quantizable_layers(source.path)}},
+    )
+    save_manifest(out_path, manifest)
+    return out_path

@@ -1,0 +1,331 @@
+"""Q/DQ insertion: an FP32 ONNX plus calibration ranges -> an INT8 Q/DQ ONNX, written by onnxruntime's
+``quantize_static`` (QDQ format) with the ranges we computed.
+
+Two forms:
+
+* **tensorrt** (TensorRT's explicit-quantization rules, and what ``--target tensorrt`` always writes):
+  QuantizeLinear/DequantizeLinear pairs on the *inputs* of every Conv and Gemm/MatMul (the FC layers included):
+  activations per tensor, weights per output channel (axis 0 of Conv and of Gemm's transposed B), symmetric
+  int8 with zero-point 0; biases stay float (TensorRT quantizes only weights and activations and folds the bias
+  into the fused kernel; an int32 bias DequantizeLinear is not part of its rules); outputs of Conv/Gemm are not
+  quantized, so Conv+bias+ReLU fuse and the logits stay float. TensorRT then runs each Conv/FC as an int8
+  kernel and propagates the scales through ReLU/max-pool by itself. Everything else (LRN, pooling, reshapes)
+  stays as the graph says.
+* **onnxruntime** (ONNX Runtime's own CPU form): asymmetric uint8 activations, int8 per-channel weights,
+  int32 biases, and Q/DQ around ReLU, max-pool and reshapes as well, so ONNX Runtime fuses QLinearConv/QGemm
+  chains. ``--target onnxruntime`` uses it only where it measures more accurate than the tensorrt form.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alexnet_deploy.errors import ArtifactError, ConfigError
+from alexnet_deploy.manifest import atomic_path
+from calib.methods import Ranges, ort_method
+
+log = logging.getLogger(__name__)
+
+WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+class QuantTarget(str, Enum):
+    """Where the Q/DQ ONNX will run: TensorRT (its rules, always) or ONNX Runtime (may use its own form)."""
+
+    TENSORRT = "tensorrt"
+    ONNXRUNTIME = "onnxruntime"
+
+    @classmethod
+    def parse(cls, name: str | QuantTarget) -> QuantTarget:
+        """The target called ``name``.
+
+        Raises:
+            ConfigError: an unknown target.
+        """
+        if isinstance(name, QuantTarget):
+            return name
+        try:
+            return cls(str(name).lower())
+        except ValueError:
+            raise ConfigError(f"Unknown quantization target '{name}'; choose tensorrt or onnxruntime.") from None
+
+
+@dataclass(frozen=True)
+class QdqForm:
+    """How the Q/DQ graph is laid out; see the module docstring."""
+
+    name: str
+    activation_type: str  # "int8" or "uint8"
+    symmetric_activations: bool
+    op_types: tuple[str, ...]  # node types whose tensors are quantized
+    quantize_outputs: bool  # Q/DQ also on the outputs of Conv/Gemm
+    quantize_bias: bool  # int32 bias through DequantizeLinear
+
+    def extra_options(self) -> dict[str, Any]:
+        """quantize_static's ``extra_options`` for this form."""
+        extra: dict[str, Any] = {
+            "ActivationSymmetric": self.symmetric_activations,
+            "WeightSymmetric": True,
+            "QuantizeBias": self.quantize_bias,
+            # MatMul weights are (in, out): their output channels are axis 1.
+            "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+        }
+        if not self.quantize_outputs:
+            extra["OpTypesToExcludeOutputQuantization"] = list(WEIGHTED_OPS)
+        return extra
+
+
+TENSORRT_FORM = QdqForm("tensorrt", "int8", True, WEIGHTED_OPS, quantize_outputs=False, quantize_bias=False)
+ONNXRUNTIME_FORM = QdqForm(
+    "onnxruntime",
+    "uint8",
+    False,
+    (*WEIGHTED_OPS, "Relu", "MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze"),
+    quantize_outputs=True,
+    quantize_bias=True,
+)
+FORMS = {f.name: f for f in (TENSORRT_FORM, ONNXRUNTIME_FORM)}
+
+
+def forms_for(target: QuantTarget | str) -> tuple[QdqForm, ...]:
+    """The forms a target may use, preferred first: TensorRT only its own; ONNX Runtime either."""
+    target = QuantTarget.parse(target)
+    return (TENSORRT_FORM,) if target is QuantTarget.TENSORRT else (TENSORRT_FORM, ONNXRUNTIME_FORM)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A weighted layer that can be quantized: the node name, its type, and a readable label (conv1, fc6...)."""
+
+    node: str
+    op_type: str
+    label: str
+    activation: str  # the input tensor that gets Q/DQ
+    weight: str
+
+
+def load_graph(path: str | Path):
+    """An ONNX model's graph, weights included.
+
+    Raises:
+        ArtifactError: missing or not readable ONNX.
+    """
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"ONNX file not found: {path}.")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError, among others
+        raise ArtifactError(f"{path} is not a readable ONNX model ({type(exc).__name__}).") from None
+
+
+def quantizable_layers(model) -> list[Layer]:
+    """The Conv and Gemm/MatMul nodes with a constant weight, in graph order, labelled like the paper's layers
+    (conv1..convN, then fc(N+1)..)."""
+    if isinstance(model, (str, Path)):
+        model = load_graph(model)
+    inits = {i.name for i in model.graph.initializer}
+    layers, convs, fcs = [], 0, 0
+    weighted = [n for n in model.graph.node if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in inits]
+    num_convs = sum(n.op_type == "Conv" for n in weighted)
+    for n in weighted:
+        if n.op_type == "Conv":
+            convs += 1
+            label = f"conv{convs}"
+        else:
+            fcs += 1
+            label = f"fc{num_convs + fcs}"
+        layers.append(Layer(n.name, n.op_type, label, n.input[0], n.input[1]))
+    return layers
+
+
+def tensors_to_calibrate(model, form: QdqForm) -> set[str]:
+    """The activation tensors a form quantizes, hence the ones calibration must measure."""
+    if isinstance(model, (str, Path)):
+        model = load_graph(model)
+    inits = {i.name for i in model.graph.initializer}
+    if form.op_types == WEIGHTED_OPS and not form.quantize_outputs:
+        return {layer.activation for layer in quantizable_layers(model)}
+    tensors: set[str] = set()
+    for n in model.graph.node:
+        if n.op_type in form.op_types:
+            tensors.update(t for t in (*n.input, *n.output) if t and t not in inits)
+    return tensors
+
+
+class _DropRootWarnings(logging.Filter):
+    """quantize_static logs 'consider pre-processing' on the root logger; it does not apply here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing" not in record.getMessage() and "pre_process" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    root = logging.getLogger()
+    flt = _DropRootWarnings()
+    root.addFilter(flt)
+    try:
+        yield
+    finally:
+        root.removeFilter(flt)
+
+
+def write_qdq(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    ranges: Ranges,
+    form: QdqForm = TENSORRT_FORM,
+    *,
+    exclude: Iterable[str] = (),
+    only: Iterable[str] | None = None,
+) -> Path:
+    """Write the Q/DQ ONNX of an FP32 ONNX for ``form`` with the given ranges (atomically, no sidecar).
+
+    Args:
+        exclude: node names to leave in float (the fallback's most sensitive layers).
+        only: quantize just these nodes (sensitivity: one layer at a time).
+
+    Raises:
+        ArtifactError: the model cannot be quantized or written.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    out_path = Path(out_path)
+    act = QuantType.QInt8 if form.activation_type == "int8" else QuantType.QUInt8
+    with tempfile.TemporaryDirectory(prefix="alexnet-deploy-qdq-") as work:
+        cache = Path(work) / "ranges.json"
+        save_tensors_data(ranges.to_tensors_data(), cache)
+        try:
+            with _quiet_quantizer(), atomic_path(out_path) as tmp:
+                quantize_static(
+                    str(fp32_path),
+                    str(tmp),
+                    calibration_data_reader=None,
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=list(form.op_types),
+                    per_channel=True,
+                    reduce_range=False,
+                    activation_type=act,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_quantize=list(only) if only is not None else None,
+                    nodes_to_exclude=list(exclude),
+                    calibrate_method=ort_method(ranges.method),
+                    extra_options=form.extra_options(),
+                    calibration_cache_path=cache,
+                )
+                _mark_int8(tmp)
+        except (ValueError, RuntimeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ArtifactError(f"onnxruntime could not quantize {Path(fp32_path).name}: {first[:200]}.") from None
+    return out_path
+
+
+def _mark_int8(path: Path) -> None:
+    """Say in the file's own metadata that it is int8 now (exports store their facts in metadata_props)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == "precision":
+            prop.value = json.dumps("int8")
+            onnx.save(model, str(path))
+            return
+
+
+def describe_qdq(model) -> dict[str, Any]:
+    """What a Q/DQ ONNX quantizes, layer by layer: the activation's scale, zero-point and type, the weight's
+    type, per-channel axis and number of scales, and how the bias is stored ("float", "int32" or none).
+
+    Returns:
+        ``{"layers": [...], "quantized": [labels], "float": [labels], "op_counts": {...}}``.
+    """
+    from onnx import numpy_helper
+
+    if isinstance(model, (str, Path)):
+        model = load_graph(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consts = dict(inits)
+    for n in model.graph.node:  # Constant nodes hold scales in some exports
+        if n.op_type == "Constant" and n.attribute:
+            consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+
+    def dq_facts(tensor: str) -> dict[str, Any] | None:
+        node = producer.get(tensor)
+        if node is None or node.op_type != "DequantizeLinear":
+            return None
+        scale = consts.get(node.input[1])
+        zero = consts.get(node.input[2]) if len(node.input) > 2 else None
+        source = consts.get(node.input[0])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+        return {
+            "dtype": str(zero.dtype if zero is not None else (source.dtype if source is not None else "?")),
+            "scale": scale.tolist() if scale is not None and scale.size == 1 else None,
+            "num_scales": int(scale.size) if scale is not None else 0,
+            "zero_point_max_abs": int(np.abs(zero.astype(np.int64)).max()) if zero is not None else 0,
+            "axis": axis if scale is not None and scale.size > 1 else None,
+            "constant_input": source is not None,
+        }
+
+    layers = []
+    for layer in quantizable_layers(model_without_qdq(model)):
+        node = next((n for n in model.graph.node if n.name == layer.node), None)
+        if node is None:
+            continue
+        bias = None
+        if len(node.input) > 2 and node.input[2]:
+            b = dq_facts(node.input[2])
+            bias = b["dtype"] if b else "float"
+        layers.append(
+            {
+                "node": layer.node,
+                "label": layer.label,
+                "op_type": layer.op_type,
+                "activation": dq_facts(node.input[0]),
+                "weight": dq_facts(node.input[1]),
+                "bias": bias,
+                "output_quantized": any(
+                    n.op_type == "QuantizeLinear" and node.output[0] in n.input for n in model.graph.node
+                ),
+            }
+        )
+    counts: dict[str, int] = {}
+    for n in model.graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return {
+        "layers": layers,
+        "quantized": [x["label"] for x in layers if x["activation"] and x["weight"]],
+        "float": [x["label"] for x in layers if not (x["activation"] and x["weight"])],
+        "op_counts": counts,
+    }
+
+
+def model_without_qdq(model):
+    """A view of a Q/DQ graph with each DequantizeLinear's output renamed back to its float source, so the
+    weighted layers (and their labels) are found as in the FP32 graph."""
+    import onnx
+
+    clone = onnx.ModelProto()
+    clone.CopyFrom(model)
+    producer = {o: n for n in clone.graph.node for o in n.output}
+    inits = {i.name for i in clone.graph.initializer}
+    for n in clone.graph.node:
+        if n.op_type in WEIGHTED_OPS and len(n.input) > 1:
+            dq = producer.get(n.input[1])
+            if dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in inits:
+                n.input[1] = dq.input[0]
+    return clone
