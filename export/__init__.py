@@ -7,7 +7,7 @@ Public entry points::
 
 from export.artifact import INPUT_NAME, OUTPUT_NAME, ExportResult, GraphSummary, read_metadata, summarize_graph
 from export.fp16 import convert_fp16, ort_cpu_fp16_kernels, to_fp16
-from export.onnx_export import DEFAULT_OPSET, PRECISIONS, build_onnx, export_model, export_onnx
+from export.onnx_export import DEFAULT_OPSET, LRN_FORMS, PRECISIONS, build_onnx, export_model, export_onnx
 from export.parity import (
     FP16_MIN_TOP1_AGREEMENT,
     FP32_MAX_REL_ERROR,
@@ -24,6 +24,7 @@ __all__ = [
     "FP32_MAX_REL_ERROR",
     "INPUT_NAME",
     "OUTPUT_NAME",
+    "LRN_FORMS",
     "PRECISIONS",
     "ExportResult",
     "GraphSummary",

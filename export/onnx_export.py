@@ -42,12 +42,16 @@ from export.source import load_source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_OPSET", "PRECISIONS", "build_onnx", "export_model", "export_onnx", "manifest_for"]
+__all__ = ["DEFAULT_OPSET", "LRN_FORMS", "PRECISIONS", "build_onnx", "export_model", "export_onnx", "manifest_for"]
 
 # The dynamo exporter implements opset 18 and newer; lower requests go through a version converter that
 # fails on some ops (FINDINGS: "No Adapter To Version 17 for Pad"), so 18 is the default.
 DEFAULT_OPSET = 18
 PRECISIONS = ("fp32", "fp16")
+# "native": one ONNX LRN node per layer (TensorRT's LRN layer; quantizes as one op). "decomposed": the exporter's
+# Pow/Div/AveragePool form, which ONNX Runtime's CPU EP runs about twice as fast as its own single LRN kernel
+# (docs/BENCHMARKS.md, Export).
+LRN_FORMS = ("native", "decomposed")
 _MIN_OPSET = 17
 
 Progress = Callable[[str], None]
@@ -135,9 +139,9 @@ def build_onnx(
     return validate_model(proto)
 
 
-def _check_structure(graph, model: nn.Module, precision: str) -> None:
+def _check_structure(graph, model: nn.Module, precision: str, lrn: str = "native") -> None:
     """Refuse a graph that lost the network's structure: LRN count, Dropout, Conv groups, I/O types."""
-    lrn_layers = count_lrn_layers(model)
+    lrn_layers = count_lrn_layers(model) if lrn == "native" else 0
     if graph.lrn_nodes != lrn_layers:
         raise ArtifactError(f"The graph has {graph.lrn_nodes} LRN nodes for the model's {lrn_layers} LRN layers.")
     if graph.op_counts.get("Dropout"):
@@ -194,6 +198,7 @@ def export_model(
     parity_samples: int = 64,
     source: dict[str, Any] | None = None,
     fp16_block_list: tuple[str, ...] = DEFAULT_BLOCK_LIST,
+    lrn: str = "native",
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export an in-memory model to ONNX with its sidecar, after the parity check passes.
@@ -211,6 +216,8 @@ def export_model(
         parity_samples: how many inputs the parity check uses.
         source: the sidecar's source entry (path, sha256, format).
         fp16_block_list: op types kept in FP32 in the FP16 graph.
+        lrn: ``"native"`` (one ONNX ``LRN`` node per layer, the default) or ``"decomposed"`` (faster in
+            ONNX Runtime's CPU EP).
         progress: called with a short description of each step.
 
     Returns:
@@ -224,6 +231,8 @@ def export_model(
     step = progress or _quiet
     if precision not in PRECISIONS:
         raise ConfigError(f"Unknown precision '{precision}'; choose fp32 or fp16.")
+    if lrn not in LRN_FORMS:
+        raise ConfigError(f"Unknown LRN form '{lrn}'; choose native or decomposed.")
     out = check_output_path(out_path)
     num_classes = _dry_run(model, image_size)
     classes = list(classes) if classes else [str(i) for i in range(num_classes)]
@@ -234,8 +243,8 @@ def export_model(
     arch.setdefault("num_classes", num_classes)
 
     step(f"Exporting {arch['name']} to ONNX (opset {opset}, {image_size} px)")
-    proto = build_onnx(model, image_size, opset=opset)
-    _check_structure(summarize_graph(proto), model, "fp32")
+    proto = build_onnx(model, image_size, opset=opset, native_lrn_op=lrn == "native")
+    _check_structure(summarize_graph(proto), model, "fp32", lrn)
 
     step(f"Checking parity with PyTorch on {parity_samples} inputs")
     inputs, described = parity_inputs(parity_samples, image_size, eval_data=eval_data, preprocessing=pre)
@@ -247,7 +256,7 @@ def export_model(
     if precision == "fp16":
         step("Converting to FP16 and checking it")
         proto = validate_model(to_fp16(proto, fp16_block_list))
-        _check_structure(summarize_graph(proto), model, "fp16")
+        _check_structure(summarize_graph(proto), model, "fp16", lrn)
         parity = check_parity(proto.SerializeToString(), expected, inputs, "fp16", described)
         parity.raise_if_failed()
         extra_parity = {"fp32_graph": fp32_parity.to_dict()}
@@ -265,6 +274,7 @@ def export_model(
     )
     manifest.accuracy = {"parity": parity.to_dict(), **extra_parity}
     manifest.gate = {"parity": parity.gate}
+    manifest.extra["lrn"] = lrn if count_lrn_layers(model) else "none"
     if fp16_info:
         manifest.extra["fp16"] = fp16_info
     _store_metadata(proto, manifest)
@@ -303,6 +313,7 @@ def export_onnx(
     expected_classes: int | None = None,
     expected_model: str | None = None,
     source_info: dict[str, Any] | None = None,
+    lrn: str = "native",
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export a checkpoint (ours or a torchvision AlexNet state dict) or a loaded model to ONNX.
@@ -318,6 +329,7 @@ def export_onnx(
         expected_classes: refuse a checkpoint with another class count.
         expected_model: refuse a checkpoint of another architecture.
         source_info: the sidecar's source entry when ``source`` is a LoadedModel (path, sha256, format).
+        lrn: ``"native"`` or ``"decomposed"`` (see :func:`export_model`).
         progress: called with a short description of each step.
 
     Returns:
@@ -347,5 +359,6 @@ def export_onnx(
         eval_data=eval_data,
         parity_samples=parity_samples,
         source=info,
+        lrn=lrn,
         progress=progress,
     )

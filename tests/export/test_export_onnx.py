@@ -71,7 +71,7 @@ def test_sidecar_and_metadata_describe_the_model(paper_fp32, paper_checkpoint):
     assert manifest.source["sha256"] == sha256_file(paper_checkpoint)
     assert manifest.source["format"] == "alexnet-deploy"
     assert manifest.sha256 == sha256_file(paper_fp32.path)
-    assert manifest.extra["graph"]["opset"] == 18
+    assert manifest.extra["graph"]["opset"] == 18 and manifest.extra["lrn"] == "native"
     meta = read_metadata(paper_fp32.path)
     for key in ("model", "classes", "preprocessing", "precision", "input", "output", "source"):
         assert meta[key] == json.loads(json.dumps(getattr(manifest, key))), key
@@ -99,6 +99,15 @@ def test_default_exporter_decomposes_lrn_which_the_translation_avoids():
     with native_lrn(model) as swapped:
         assert swapped == 2
     assert sum(isinstance(m, torch.nn.LocalResponseNorm) for m in model.modules()) == 2
+
+
+def test_decomposed_lrn_form_for_onnxruntime_cpu(paper_checkpoint, tmp_path):
+    result = export_onnx(paper_checkpoint, tmp_path / "dec.onnx", lrn="decomposed", parity_samples=8)
+    assert "LRN" not in result.graph.op_counts and result.graph.op_counts.get("Pow") == 2
+    assert result.graph.conv_groups == [1, 2, 1, 2, 2] and "Dropout" not in result.graph.op_counts
+    assert result.manifest.extra["lrn"] == "decomposed" and result.parity.max_rel_error <= 1e-4
+    with pytest.raises(ConfigError, match="Unknown LRN form"):
+        export_onnx(paper_checkpoint, tmp_path / "x.onnx", lrn="fused")
 
 
 def test_too_small_images_and_old_opsets_are_refused():
