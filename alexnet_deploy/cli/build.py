@@ -90,6 +90,8 @@ def build(
     calib_method: Annotated[Method, typer.Option(help="auto compares all three on held-out images.")] = Method.auto,
     num_calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 512,
     holdout_images: Annotated[int, typer.Option(min=0, help="Held-out calibration images (choice, fallback).")] = 1000,
+    percentile: Annotated[float, typer.Option(help="Percentile of |x| kept by the percentile method.")] = 99.99,
+    num_bins: Annotated[int, typer.Option(help="Histogram bins of the entropy/percentile methods.")] = 4096,
     max_fallback_layers: Annotated[
         int, typer.Option(min=0, help="Most layers left in float to pass the gate (0: no fallback).")
     ] = 4,
@@ -125,6 +127,7 @@ def build(
     from alexnet_deploy.engines.onnxruntime import OnnxRuntimeBuildOptions
     from alexnet_deploy.engines.tensorrt import TensorRTBuildOptions
     from alexnet_deploy.verify import Gate
+    from calib import CalibrationOptions
 
     trt_options = TensorRTBuildOptions(
         min_batch=min_batch,
@@ -151,6 +154,7 @@ def build(
                 calib_method=calib_method.value,
                 num_calib_images=num_calib_images,
                 holdout_images=holdout_images,
+                calib_options=CalibrationOptions(percentile=percentile, num_bins=num_bins),
                 use_cache=not no_cache,
                 max_fallback_layers=max_fallback_layers,
                 tensorrt_options=trt_options,

@@ -1,0 +1,218 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from quant_models import trained_onnx
+from typer.testing import CliRunner
+
+import calib.pipeline
+from alexnet_deploy.build import BuildGateError, build, default_output, resolve_backend
+from alexnet_deploy.cli.main import app
+from alexnet_deploy.errors import MissingBackendError
+from alexnet_deploy.manifest import load_manifest, sha256_file
+from alexnet_deploy.verify import Gate, evaluate
+from calib import describe_qdq
+
+runner = CliRunner()
+LOOSE = Gate(2.0, 2.0)  # 200 val images: one image is 0.5 point, so the default gate is a coin toss here
+FAST = dict(num_calib_images=64, holdout_images=60, use_cache=False, backend="onnxruntime")
+
+
+@pytest.fixture(scope="session")
+def fp32_onnx(tiny20, tmp_path_factory, request):
+    return trained_onnx(tiny20, tmp_path_factory.mktemp("qmodel"), request.config.cache.mkdir("alexnet-deploy-quant"))
+
+
+@pytest.fixture(scope="module")
+def black(tmp_path_factory):
+    """A calibration folder of four black images: scales that fit nothing real."""
+    root = tmp_path_factory.mktemp("black")
+    (root / "black").mkdir()
+    for i in range(4):
+        Image.new("RGB", (64, 64)).save(root / "black" / f"{i}.png")
+    return root
+
+
+def test_int8_build_writes_the_file_it_verified(fp32_onnx, tiny20, tmp_path):
+    out = tmp_path / "m.int8.onnx"
+    result = build(fp32_onnx, eval_data=tiny20, calib_data=tiny20, out=out, gate=LOOSE, calib_method="minmax", **FAST)
+    assert result.passed and result.path == out and out.is_file()
+    m = load_manifest(out)
+    assert m.kind == "onnx" and m.precision == "int8" and m.gate["status"] == "passed" and not m.gate["forced"]
+    assert m.accuracy["verified_file_sha256"] == sha256_file(out) == m.sha256
+    assert m.calibration["method"] == "minmax" and m.calibration["data"]["folder"].endswith("train")
+    assert m.engine["backend"] == "onnxruntime" and m.engine["providers"] == ["CPUExecutionProvider"]
+    assert len(m.accuracy["per_class_top1_delta"]) == 20 and m.accuracy["fp32"]["top1"] > 5.0
+    # Re-verifying the written file gives the sidecar's figures.
+    again = evaluate(out, tiny20, reference=fp32_onnx)
+    assert again.top1 == m.accuracy["top1"] and again.top5 == m.accuracy["top5"]
+    assert again.reference["agreement_top1"] == m.accuracy["agreement_top1"] > 80.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "m.int8.onnx.json"]
+
+
+def test_broken_calibration_is_refused_and_nothing_is_written(fp32_onnx, tiny20, black, tmp_path):
+    out = tmp_path / "out" / "m.int8.onnx"
+    with pytest.raises(BuildGateError, match="no engine was written") as err:
+        build(fp32_onnx, eval_data=tiny20, calib_data=black, out=out, gate=LOOSE, calib_method="minmax",
+              max_fallback_layers=0, **FAST)  # fmt: skip
+    result = err.value.result
+    assert not result.passed and result.path is None and result.comparison["agreement_top1"] < 80.0
+    assert list(out.parent.iterdir()) == []  # no engine, no sidecar, no staging leftovers
+
+
+@pytest.mark.slow
+def test_force_writes_the_failed_engine_marked_failed(fp32_onnx, tiny20, black, tmp_path):
+    out = tmp_path / "forced.onnx"
+    args = ["build", str(fp32_onnx), "--int8", "--calib-data", str(black), "--eval-data", str(tiny20),
+            "--backend", "onnxruntime", "--calib-method", "minmax", "--max-fallback-layers", "0", "--no-cache",
+            "--max-top1-drop", "2", "--max-top5-drop", "2", "-o", str(out)]  # fmt: skip
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 1 and "no engine was written" in refused.output and not out.exists()
+    forced = runner.invoke(app, [*args, "--force"])
+    assert forced.exit_code == 1 and "written anyway" in forced.output and out.is_file()
+    m = load_manifest(out)
+    assert m.gate["status"] == "failed" and m.gate["forced"] is True and m.gate["passed"] is False
+    assert "gate FAILED" in forced.output
+
+
+@pytest.mark.slow
+def test_fallback_leaves_the_damaged_layer_in_float(fp32_onnx, tiny20, tmp_path, monkeypatch):
+    real = calib.pipeline.compute_ranges
+
+    def conv1_broken(*args, **kwargs):
+        ranges = real(*args, **kwargs)
+        lo, hi = ranges.values["images"]
+        ranges.values["images"] = (lo * 0.02, hi * 0.02)  # conv1's input range: 50x too narrow
+        return ranges
+
+    monkeypatch.setattr(calib.pipeline, "compute_ranges", conv1_broken)
+    out = tmp_path / "fb.onnx"
+    result = build(fp32_onnx, eval_data=tiny20, calib_data=tiny20, out=out, gate=LOOSE, calib_method="minmax", **FAST)
+    assert result.passed and result.fallback["float_layers"] == ["conv1"]
+    assert result.fallback["ranking"][0]["label"] == "conv1"
+    assert not result.fallback["attempts"][0]["passed"] and result.fallback["attempts"][-1]["passed"]
+    assert "held-out calibration images" in result.fallback["ranked_on"]
+    info = describe_qdq(out)
+    assert info["float"] == ["conv1"] and len(info["quantized"]) == 7
+    m = load_manifest(out)
+    assert m.calibration["float_layers"] == ["conv1"] and m.extra["fallback"]["float_layers"] == ["conv1"]
+
+
+@pytest.mark.slow
+def test_calibrate_auto_reports_all_three_methods(fp32_onnx, tiny20, tmp_path):
+    out = tmp_path / "q.onnx"
+    res = runner.invoke(app, ["calibrate", str(fp32_onnx), "--calib-data", str(tiny20), "--target", "tensorrt",
+                              "--method", "auto", "--num-images", "64", "--holdout-images", "60", "--num-bins",
+                              "1024", "--no-cache", "-o", str(out), "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    cands = d["candidates"]
+    assert [c["method"] for c in cands] == ["minmax", "entropy", "percentile"]
+    assert {c["form"] for c in cands} == {"tensorrt"} and sum(c["chosen"] for c in cands) == 1
+    assert all(0 <= c["holdout"]["agreement_top1"] <= 100 for c in cands)
+    entropy = cands[1]["vs_minmax"]
+    assert entropy["clipped_tensors"] >= 1 and entropy["min_amax_ratio"] < 1.0
+    assert d["method"] == next(c["method"] for c in cands if c["chosen"])
+    assert out.is_file() and load_manifest(out).calibration["candidates"] == cands
+
+
+def test_fp16_build(fp32_onnx, tiny20, tmp_path):
+    result = build(fp32_onnx, precision="fp16", eval_data=tiny20, backend="onnxruntime", out=tmp_path / "h.onnx")
+    assert result.passed and result.comparison["agreement_top1"] >= 99.0
+    m = load_manifest(tmp_path / "h.onnx")
+    assert m.precision == "fp16" and m.calibration == {}
+
+
+def _tiny_bad_input_onnx(path, fp32_onnx) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((20, 8 * 8), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["f"]), helper.make_node("Gemm", ["f", "w"], ["logits"], transB=1)],
+        "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 20])],
+        [w],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    shutil.copy(fp32_onnx.with_name(fp32_onnx.name + ".json"), path.with_name(path.name + ".json"))
+
+
+def test_bad_inputs_are_one_sentence_and_write_nothing(fp32_onnx, tiny20, imagenette10, tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    texts = tmp_path / "texts" / "a"
+    texts.mkdir(parents=True)
+    (texts / "readme.txt").write_text("no images here")
+    bad_onnx = tmp_path / "bad.onnx"
+    _tiny_bad_input_onnx(bad_onnx, fp32_onnx)
+    base = ["build", "--backend", "onnxruntime", "--no-cache", "-o", str(out_dir / "x.onnx")]
+    cases = {
+        "no class subfolders": [str(fp32_onnx), "--calib-data", str(empty), "--eval-data", str(tiny20)],
+        "no readable image": [str(fp32_onnx), "--calib-data", str(tmp_path / "texts"), "--eval-data", str(tiny20)],
+        "do not match the model's 20 classes": [str(fp32_onnx), "--calib-data", str(tiny20), "--eval-data",
+                                                str(imagenette10)],
+        "input named 'images'; it takes x['N', 1, 8, 8]": [str(bad_onnx), "--calib-data", str(tiny20), "--eval-data",
+                                                           str(tiny20)],
+    }  # fmt: skip
+    for expected, args in cases.items():
+        res = runner.invoke(app, [*base, *args])
+        lines = res.output.strip().splitlines()
+        assert res.exit_code == 1, (expected, res.output)
+        assert lines[-1].startswith("error: ") and expected in lines[-1], (expected, res.output)
+        assert list(out_dir.iterdir()) == []
+    res = runner.invoke(app, ["calibrate", str(fp32_onnx), "--calib-data", str(empty), "-o", str(out_dir / "q.onnx")])
+    assert res.exit_code == 1 and "no class subfolders" in res.output and list(out_dir.iterdir()) == []
+
+
+def test_backend_resolution(monkeypatch):
+    import alexnet_deploy.system as system
+
+    monkeypatch.setattr(system, "tensorrt_status", lambda: {"usable": False, "reason": "no NVIDIA GPU was found"})
+    backend, reason = resolve_backend("auto")
+    assert backend == "onnxruntime" and "no NVIDIA GPU was found" in reason and "CPU" in reason
+    with pytest.raises(MissingBackendError, match="tensorrt backend is not usable here: no NVIDIA GPU"):
+        resolve_backend("tensorrt")
+    monkeypatch.setattr(system, "tensorrt_status", lambda: {"usable": True, "version": "10.9.0", "reason": ""})
+    assert resolve_backend("auto") == ("tensorrt", "TensorRT 10.9.0 is usable (auto)")
+    assert default_output("a/m.fp32.onnx", "int8", "tensorrt").name == "m.int8.plan"
+    assert default_output("a/m.onnx", "fp16", "onnxruntime").name == "m.fp16.ort.onnx"
+
+
+def test_tensorrt_branch_builds_the_tensorrt_form_and_records_the_plan(fp32_onnx, tiny20, tmp_path, monkeypatch):
+    """The TensorRT path's control flow with a stand-in build_plan (the 'plan' is the Q/DQ ONNX itself, run by
+    ONNX Runtime): TensorRT itself is not available here."""
+    import alexnet_deploy.engines.tensorrt as trt_engine
+    import alexnet_deploy.runners as runners
+    import alexnet_deploy.system as system
+    from alexnet_deploy.engines.tensorrt import TensorRTBuildOptions
+    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+
+    seen = {}
+
+    def fake_build_plan(onnx_path, plan_path, options):
+        seen["onnx"] = describe_qdq(onnx_path)
+        shutil.copy(onnx_path, plan_path)
+        return {"tensorrt_version": "10.9.0", "gpu": {"name": "stand-in", "compute_capability": "9.0"},
+                "build_options": options.to_dict()}  # fmt: skip
+
+    monkeypatch.setattr(system, "tensorrt_status", lambda: {"usable": True, "version": "10.9.0", "reason": ""})
+    monkeypatch.setattr(trt_engine, "build_plan", fake_build_plan)
+    monkeypatch.setattr(runners, "runner_for", lambda path, *a, **k: OnnxRuntimeRunner(path))
+    out = tmp_path / "m.plan"
+    result = build(fp32_onnx, eval_data=tiny20, calib_data=tiny20, out=out, gate=LOOSE, calib_method="minmax",
+                   num_calib_images=64, holdout_images=60, use_cache=False, backend="auto",
+                   tensorrt_options=TensorRTBuildOptions(opt_batch=16, max_batch=64))  # fmt: skip
+    assert result.backend == "tensorrt" and result.passed
+    assert {x["activation"]["dtype"] for x in seen["onnx"]["layers"]} == {"int8"}  # TensorRT's symmetric form
+    m = load_manifest(out)
+    assert m.kind == "plan" and m.engine["tensorrt_version"] == "10.9.0"
+    assert m.engine["build_options"]["opt_batch"] == 16
+    assert m.calibration["form"] == "tensorrt" and [c["form"] for c in m.calibration["candidates"]] == ["tensorrt"]
