@@ -154,8 +154,8 @@ def convert_fp16(
         inputs,
         "fp16",
         described,
+        reference_name="the FP32 ONNX",
     )
-    parity.runtime += " (reference: the FP32 ONNX in ONNX Runtime)"
     parity.raise_if_failed()
 
     manifest = Manifest.from_dict(meta.to_dict())

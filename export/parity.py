@@ -59,6 +59,7 @@ class ParityResult:
     gate: dict[str, float] = field(default_factory=dict)
     passed: bool = False
     runtime: str = "onnxruntime CPUExecutionProvider"
+    reference: str = "PyTorch"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,11 +77,11 @@ class ParityResult:
             return
         if "max_rel_error" in self.gate:
             raise GateError(
-                f"ONNX Runtime does not reproduce PyTorch: max relative error of the logits "
+                f"ONNX Runtime does not reproduce {self.reference}: max relative error of the logits "
                 f"{self.max_rel_error:.2e} exceeds {self.gate['max_rel_error']:.0e} ({self.samples} {self.inputs})."
             )
         raise GateError(
-            f"The FP16 graph agrees with PyTorch's top-1 class on only {self.top1_agreement:.2%} of "
+            f"The FP16 graph agrees with {self.reference}'s top-1 class on only {self.top1_agreement:.2%} of "
             f"{self.samples} {self.inputs}, below the {self.gate['top1_agreement']:.0%} required."
         )
 
@@ -175,6 +176,7 @@ def check_parity(
     inputs: torch.Tensor,
     precision: str = "fp32",
     inputs_description: str = "inputs",
+    reference_name: str = "PyTorch",
 ) -> ParityResult:
     """Run ``onnx_model`` in ONNX Runtime and ``reference`` on the same inputs (batches of 16) and compare.
 
@@ -185,6 +187,7 @@ def check_parity(
         inputs: ``(N, 3, H, W)`` float32.
         precision: selects the gate (see :func:`gate_for`).
         inputs_description: how the result describes the inputs.
+        reference_name: how messages name the reference.
 
     Returns:
         The figures; ``passed`` says whether they meet the gate. Call ``raise_if_failed()`` to enforce it.
@@ -199,7 +202,13 @@ def check_parity(
     else:
         passed = figures["top1_agreement"] >= gate["top1_agreement"]
     result = ParityResult(
-        precision=precision, samples=len(inputs), inputs=inputs_description, gate=gate, passed=passed, **figures
+        precision=precision,
+        samples=len(inputs),
+        inputs=inputs_description,
+        gate=gate,
+        passed=passed,
+        reference=reference_name,
+        **figures,
     )
     log.debug("%s", result.describe())
     return result
