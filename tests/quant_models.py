@@ -7,6 +7,8 @@ accuracy gate has nothing to catch.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 from pathlib import Path
 
 import torch
@@ -51,7 +53,8 @@ def trained_onnx(tiny20: Path, directory: Path, weights_cache: Path | None = Non
     if key not in _CACHE:
         from export import export_model
 
-        name = f"tiny20-paper-w025-e{EPOCHS}-torch{torch.__version__}.pt"
+        recipe = hashlib.sha256(inspect.getsource(_train).encode()).hexdigest()[:12]
+        name = f"tiny20-paper-w025-e{EPOCHS}-{recipe}-torch{torch.__version__}.pt"
         cached = Path(weights_cache) / name if weights_cache else None
         if cached is not None and cached.is_file():
             model = alexnet_paper(width=0.25, num_classes=20, init="kaiming", dropout=0.3)
