@@ -100,6 +100,10 @@ def build(
     ort_optimize: Annotated[
         bool, typer.Option("--ort-optimize", help="ONNX Runtime: write its optimised graph (tied to its version).")
     ] = False,
+    ort_providers: Annotated[
+        str | None,
+        typer.Option(help="ONNX Runtime providers, comma-separated (default: CUDA if installed, then CPU)."),
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for ONNX Runtime.")] = None,
     min_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Profile's smallest batch.")] = 1,
     opt_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Batch TensorRT tunes for.")] = 8,
@@ -140,6 +144,7 @@ def build(
         version_compatible=version_compatible,
         layer_report=layer_report,
     )
+    providers = tuple(p.strip() for p in ort_providers.split(",") if p.strip()) if ort_providers else None
     try:
         with progress_bars(not as_json) as progress:
             result = run_build(
@@ -158,7 +163,7 @@ def build(
                 use_cache=not no_cache,
                 max_fallback_layers=max_fallback_layers,
                 tensorrt_options=trt_options,
-                ort_options=OnnxRuntimeBuildOptions(optimize=ort_optimize, threads=threads),
+                ort_options=OnnxRuntimeBuildOptions(providers=providers, optimize=ort_optimize, threads=threads),
                 eval_limit=eval_limit,
                 threads=threads,
                 progress=progress,

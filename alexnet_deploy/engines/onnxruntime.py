@@ -22,8 +22,10 @@ from alexnet_deploy.manifest import atomic_path
 
 log = logging.getLogger(__name__)
 
-# In order of preference: TensorRT EP (onnxruntime-gpu with TensorRT), CUDA EP, then the CPU.
-PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+# The default order: CUDA (onnxruntime-gpu), then the CPU. The TensorRT EP is used only when asked for: it needs
+# TensorRT's libraries, which onnxruntime-gpu lists as available even where they are missing, and a real
+# TensorRT engine is what the tensorrt backend builds.
+PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 @dataclass(frozen=True)
