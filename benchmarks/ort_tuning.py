@@ -63,8 +63,15 @@ class OrtVariant(Runner):
         self.session = None
 
 
-def quantize_variants(fp32: Path, work: Path, calib: np.ndarray) -> dict[str, Path]:
-    """INT8 graphs that differ in form and coverage (cached by file name)."""
+def quantize_variants(
+    fp32: Path, work: Path, calib: np.ndarray, kinds: tuple[str, ...] | None = None, exclude: list[str] | None = None
+) -> dict[str, Path]:
+    """INT8 graphs of ``fp32`` that differ in form and coverage (made once, cached by file name).
+
+    Args:
+        kinds: which variants (keys of the table below; default all).
+        exclude: node names to leave in float (e.g. the LRN band convolutions).
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -82,25 +89,30 @@ def quantize_variants(fp32: Path, work: Path, calib: np.ndarray) -> dict[str, Pa
             batch = next(self.it, None)
             return None if batch is None else {"images": batch}
 
-    stem = fp32.name.removesuffix(".fp32.onnx")
+    stem = fp32.name.removesuffix(".onnx")
     pre = work / f"{stem}.pre.onnx"
     if not pre.exists():
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    u8, s8 = QuantType.QUInt8, QuantType.QInt8
     static = {
-        # ONNX Runtime's CPU form: uint8 activations (VNNI's u8 x s8), per-channel int8 weights, every op
-        "int8 qdq u8s8 all": dict(activation_type=QuantType.QUInt8, op_types_to_quantize=None, extra={}),
-        # TensorRT's form: symmetric int8 activations, Q/DQ only on Conv/Gemm inputs
-        "int8 qdq s8s8 conv+fc": dict(
-            activation_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv", "Gemm"],
-            extra={"ActivationSymmetric": True, "WeightSymmetric": True},
-        ),
-        "int8 qdq u8s8 conv only": dict(activation_type=QuantType.QUInt8, op_types_to_quantize=["Conv"], extra={}),
-        "int8 qdq u8s8 fc only": dict(activation_type=QuantType.QUInt8, op_types_to_quantize=["Gemm"], extra={}),
+        # ONNX Runtime's CPU form: uint8 activations (VNNI multiplies u8 x s8), per-channel int8 weights, Q/DQ
+        # around every op it can quantize (ReLU, pooling, reshapes too)
+        "int8 u8s8 all": (u8, None, {}),
+        # TensorRT's form: symmetric int8 activations, Q/DQ only on the inputs of Conv and Gemm
+        "int8 s8s8 conv+fc (TensorRT form)": (s8, ["Conv", "Gemm"], {"ActivationSymmetric": True}),
+        "int8 u8s8 conv+fc": (u8, ["Conv", "Gemm"], {}),
+        "int8 u8s8 conv only": (u8, ["Conv"], {}),
+        "int8 u8s8 fc only": (u8, ["Gemm"], {}),
     }
     out = {}
-    for label, kw in static.items():
-        path = work / f"{stem}.{label.replace(' ', '_').replace('+', '_')}.onnx"
+    for label, (act, ops, extra) in static.items():
+        if (
+            kinds is not None
+            and label not in kinds
+            and not (label == "int8 u8s8 conv only" and "int8 conv + dynamic fc" in kinds)
+        ):
+            continue
+        path = work / f"{stem}.{label.split(' (')[0].replace(' ', '_').replace('+', '_')}.onnx"
         if not path.exists():
             quantize_static(
                 str(pre),
@@ -108,29 +120,36 @@ def quantize_variants(fp32: Path, work: Path, calib: np.ndarray) -> dict[str, Pa
                 Reader(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
-                activation_type=kw["activation_type"],
+                activation_type=act,
                 weight_type=QuantType.QInt8,
-                op_types_to_quantize=kw["op_types_to_quantize"],
-                extra_options=kw["extra"],
+                op_types_to_quantize=ops,
+                nodes_to_exclude=exclude or [],
+                extra_options={"WeightSymmetric": True, **extra},
             )
         out[label] = path
-    # FC weights to int8 with activations quantized at run time (MatMulInteger): the FC weights dominate batch 1
-    dyn = work / f"{stem}.int8_dynamic_fc.onnx"
-    if not dyn.exists():
-        quantize_dynamic(
-            str(pre), str(dyn), op_types_to_quantize=["Gemm", "MatMul"], per_channel=True, weight_type=QuantType.QInt8
-        )
-    out["int8 dynamic fc (MatMulInteger)"] = dyn
-    both = work / f"{stem}.int8_conv_static_fc_dynamic.onnx"
-    if not both.exists():
-        quantize_dynamic(
-            str(out["int8 qdq u8s8 conv only"]),
-            str(both),
-            op_types_to_quantize=["Gemm", "MatMul"],
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-        )
-    out["int8 qdq conv + dynamic fc"] = both
+    if kinds is None or "int8 dynamic fc" in kinds:
+        # FC weights to int8, activations quantized at run time (DynamicQuantizeLinear + MatMulInteger)
+        dyn = work / f"{stem}.int8_dynamic_fc.onnx"
+        if not dyn.exists():
+            quantize_dynamic(
+                str(pre),
+                str(dyn),
+                op_types_to_quantize=["Gemm", "MatMul"],
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+            )
+        out["int8 dynamic fc"] = dyn
+    if kinds is None or "int8 conv + dynamic fc" in kinds:
+        both = work / f"{stem}.int8_conv_static_fc_dynamic.onnx"
+        if not both.exists():
+            quantize_dynamic(
+                str(out["int8 u8s8 conv only"]),
+                str(both),
+                op_types_to_quantize=["Gemm", "MatMul"],
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+            )
+        out["int8 conv + dynamic fc"] = both
     return out
 
 
@@ -139,6 +158,82 @@ def agreement(path: Path, images: np.ndarray, ref: np.ndarray, threads: int) -> 
     with OrtVariant(path, "check", threads) as r:
         out = np.concatenate([r.infer(images[i : i + 25]) for i in range(0, len(images), 25)])
     return float((out.argmax(1) == ref.argmax(1)).mean())
+
+
+NO_SPIN = {"session.intra_op.allow_spinning": "0"}
+
+
+def tuning_variants(name: str, work: Path, cal: np.ndarray) -> dict[str, tuple[Path, dict, str]]:
+    """label -> (ONNX path, session changes, precision): each change under test, one at a time."""
+    from lrn_forms import lrn_as_conv, lrn_conv_node_names
+
+    art = ensure_artifacts(name, work)
+    fp32 = art["fp32"]
+    v: dict[str, tuple[Path, dict, str]] = {
+        "onnxruntime fp32 (project options)": (fp32, {}, "fp32"),
+        "fp32, no spinning": (fp32, NO_SPIN, "fp32"),
+        "fp32, level EXTENDED (no NCHWc layout)": (fp32, {"level": "ORT_ENABLE_EXTENDED"}, "fp32"),
+        "fp32, level BASIC": (fp32, {"level": "ORT_ENABLE_BASIC"}, "fp32"),
+        "fp32, no weight prepacking": (fp32, {"session.disable_prepacking": "1"}, "fp32"),
+        "fp32, no memory pattern": (fp32, {"mem_pattern": False}, "fp32"),
+        "fp32, 1 thread": (fp32, {"intra_threads": 1}, "fp32"),
+        "onnxruntime fp16 graph": (art["fp16"], {}, "fp16"),
+    }
+    base = fp32
+    if name == "alexnet_paper":
+        conv_lrn = work / f"{name}.fp32_lrnconv.onnx"
+        if not conv_lrn.exists():
+            lrn_as_conv(fp32, conv_lrn)
+        v["fp32, LRN decomposed (torch's export)"] = (art["fp32_decomposed_lrn"], {}, "fp32")
+        v["fp32, LRN as banded 1x1 conv"] = (conv_lrn, {}, "fp32")
+        v["fp32, LRN as conv, no spinning"] = (conv_lrn, NO_SPIN, "fp32")
+        for label, path in quantize_variants(fp32, work, cal, kinds=("int8 u8s8 all",)).items():
+            v[f"{label}, native LRN"] = (path, {}, "int8")
+        base = conv_lrn
+    exclude = lrn_conv_node_names(base) if base != fp32 else None
+    suffix = ", LRN as conv" if base != fp32 else ""
+    for label, path in quantize_variants(base, work, cal, exclude=exclude).items():
+        v[label + suffix] = (path, {}, "int8")
+    for label in ("int8 u8s8 all", "int8 conv + dynamic fc"):
+        path = v[label + suffix][0]
+        v[f"{label}{suffix}, no spinning"] = (path, NO_SPIN, "int8")
+    return v
+
+
+def measure_variants(name, variants, work, batches, duration_s, threads, ceiling, progress=None, torch_compile=False):
+    """One interleaved run of the variants and PyTorch eager FP32 (the baseline) on ``threads`` threads
+    (and ``torch.compile`` FP32 with ``torch_compile``)."""
+    from alexnet_deploy.checkpoint import load_model
+    from alexnet_deploy.models import profile_model
+    from alexnet_deploy.runners.torch_runner import TorchRunner
+
+    loaded = load_model(ensure_artifacts(name, work)["ckpt"])
+    flops = float(profile_model(loaded.model).flops)
+    base = TorchRunner(loaded.model, threads=threads, name="torch eager fp32")
+    targets = [BenchTarget("torch eager fp32", base, flops_per_image=flops)]
+    if torch_compile:
+        compiled = TorchRunner(load_model(ensure_artifacts(name, work)["ckpt"]).model, compile=True, threads=threads)
+        targets.append(BenchTarget("torch compile fp32", compiled, flops_per_image=flops))
+    for label, (path, changes, prec) in variants.items():
+        runner = OrtVariant(path, label, threads, prec, **changes)
+        targets.append(BenchTarget(label, runner, artifact=str(path), flops_per_image=flops))
+    cfg = BenchConfig(batch_sizes=tuple(batches), warmup_s=1.0, duration_s=duration_s, rounds=3)
+    return run_benchmark(targets, cfg, baseline="torch eager fp32", ceiling=ceiling, progress=progress)
+
+
+def agreements(variants, val: np.ndarray, threads: int) -> dict[str, float]:
+    """Top-1 agreement with the project's FP32 graph on ``val`` for every non-FP32 variant."""
+    ref_path = next(p for k, (p, _, _) in variants.items() if k.startswith("onnxruntime fp32"))
+    with OrtVariant(ref_path, "ref", threads) as r:
+        ref = np.concatenate([r.infer(val[i : i + 25]) for i in range(0, len(val), 25)])
+    done: dict[Path, float] = {}
+    out = {}
+    for label, (path, _, prec) in variants.items():
+        if prec != "fp32" or "LRN" in label:
+            if path not in done:
+                done[path] = agreement(path, val, ref, threads)
+            out[label] = done[path]
+    return out
 
 
 def main() -> None:
@@ -153,76 +248,28 @@ def main() -> None:
     args = ap.parse_args()
     cal, val = load_images(64, 100)
     ceiling = measure_ceiling("cpu", args.threads)
-    summary = {}
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in args.models.split(","):
-        art = ensure_artifacts(name, args.work)
-        variants: dict[str, tuple[Path, dict, str]] = {
-            "onnxruntime fp32 (project options)": (art["fp32"], {}, "fp32"),
-            "fp32 no spinning": (art["fp32"], {"session.intra_op.allow_spinning": "0"}, "fp32"),
-            "fp32 level EXTENDED (no NCHWc layout)": (art["fp32"], {"level": "ORT_ENABLE_EXTENDED"}, "fp32"),
-            "fp32 level BASIC": (art["fp32"], {"level": "ORT_ENABLE_BASIC"}, "fp32"),
-            "fp32 no prepacking": (art["fp32"], {"session.disable_prepacking": "1"}, "fp32"),
-            "fp32 no memory pattern": (art["fp32"], {"mem_pattern": False}, "fp32"),
-            "fp32 1 thread": (art["fp32"], {"intra_threads": 1}, "fp32"),
-            "onnxruntime fp16 graph": (art["fp16"], {}, "fp16"),
-        }
-        if "fp32_decomposed_lrn" in art:
-            variants["fp32 decomposed LRN"] = (art["fp32_decomposed_lrn"], {}, "fp32")
-        for label, path in quantize_variants(art["fp32"], args.work, cal).items():
-            variants[label] = (path, {}, "int8")
-        best_int8 = args.work / f"{name}.int8_conv_static_fc_dynamic.onnx"
-        variants["int8 qdq conv + dynamic fc, no spinning"] = (
-            best_int8,
-            {"session.intra_op.allow_spinning": "0"},
-            "int8",
-        )
+        variants = tuning_variants(name, args.work, cal)
         if args.only:
             keys = args.only.split(",")
-            variants = {
-                k: v for k, v in variants.items() if k.startswith("onnxruntime fp32") or any(s in k for s in keys)
-            }
-        with OrtVariant(art["fp32"], "ref", args.threads) as r:
-            ref = np.concatenate([r.infer(val[i : i + 25]) for i in range(0, len(val), 25)])
-        agree = {k: agreement(p, val, ref, args.threads) for k, (p, _, prec) in variants.items() if prec != "fp32"}
-        from alexnet_deploy.checkpoint import load_model
-        from alexnet_deploy.models import profile_model
-        from alexnet_deploy.runners.torch_runner import TorchRunner
-
-        loaded = load_model(art["ckpt"])
-        flops = float(profile_model(loaded.model).flops)
-        targets = [
-            BenchTarget(
-                "torch eager fp32",
-                TorchRunner(loaded.model, threads=args.threads, name="torch eager fp32"),
-                flops_per_image=flops,
-            )
-        ]
-        for label, (path, changes, prec) in variants.items():
-            targets.append(
-                BenchTarget(
-                    label,
-                    OrtVariant(path, label, args.threads, prec, **changes),
-                    artifact=str(path),
-                    flops_per_image=flops,
-                )
-            )
-        cfg = BenchConfig(
-            batch_sizes=tuple(int(b) for b in args.batch.split(",")), warmup_s=1.0, duration_s=args.duration_s, rounds=3
-        )
-        report = run_benchmark(
-            targets,
-            cfg,
-            baseline="torch eager fp32",
-            ceiling=ceiling,
+            variants = {k: v for k, v in variants.items() if "project options" in k or any(s in k for s in keys)}
+        agree = agreements(variants, val, args.threads)
+        report = measure_variants(
+            name,
+            variants,
+            args.work,
+            [int(b) for b in args.batch.split(",")],
+            args.duration_s,
+            args.threads,
+            ceiling,
             progress=lambda s: print("  ", s, file=sys.stderr, flush=True),
         )
         report.command = " ".join(["python", *sys.argv])
-        args.out.mkdir(parents=True, exist_ok=True)
         report.save_json(args.out / f"tuning_{name}.json")
+        (args.out / f"tuning_{name}_agreement.json").write_text(json.dumps(agree, indent=2) + "\n")
         print(f"\n### {name}\n")
         print(ratio_table(report, extra={k: f"{v:.0%}" for k, v in agree.items()}, extra_name="top-1 agreement"))
-        summary[name] = {"agreement": agree}
-    (args.out / "tuning_agreement.json").write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
