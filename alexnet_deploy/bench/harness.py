@@ -206,6 +206,7 @@ def run_benchmark(
         for b in config.batch_sizes:
             _check_batch(t, b)
     rng = np.random.default_rng(config.seed)
+    machine = machine_info()  # before measuring: its load average is the machine's, not ours
     measurements: list[Measurement] = []
     active: list[BenchTarget] = []
     try:
@@ -253,6 +254,6 @@ def run_benchmark(
         measurements=measurements,
         baseline=baseline,
         ceiling=ceiling or {},
-        machine=machine_info(),
+        machine=machine,
         versions=library_versions(),
     )

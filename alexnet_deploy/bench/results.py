@@ -246,6 +246,7 @@ def compute_fraction(target: BenchTarget, throughput: float, ceiling: dict[str, 
 def describe_target(t: BenchTarget) -> dict[str, Any]:
     """What the JSON records about a target."""
     r = t.runner
+    timed_on_device = t.compute_timer is not None or hasattr(r, "last_device_seconds")
     return {
         "label": t.label,
         "artifact": t.artifact,
@@ -256,7 +257,7 @@ def describe_target(t: BenchTarget) -> dict[str, Any]:
         "gflop_per_image": round(t.flops_per_image / 1e9, 4) if t.flops_per_image else None,
         "image_shape": list(t.image_shape),
         "latency_includes_copies": t.device.startswith("cuda"),
-        "compute_latency": "CUDA events, device-resident tensors, copies excluded" if t.compute_timer else None,
+        "compute_latency": "CUDA events around the model alone, copies excluded" if timed_on_device else None,
         "thread_safe": t.thread_safe,
         "notes": t.notes,
     }
