@@ -7,7 +7,8 @@ checked against the artifacts' sidecars:
 ``training``: checkpoint, epochs, wall_s, top1, top5, curves_png.
 ``accuracy``: rows of artifact, backend, precision, top1, top5, agreement (top-1 agreement with FP32).
 ``gate``: max_top1_drop, max_top5_drop, top1_drop, top5_drop, passed.
-``calibration``: rows of method, top1, agreement, chosen (on held-out calibration images).
+Accuracy figures, agreements and drops are in percent / points, as :mod:`alexnet_deploy.verify` reports them.
+``calibration``: rows of method, form, top1, agreement, chosen (on held-out calibration images).
 ``bench``: rows of name, batch, median_ms, p90_ms, p99_ms, throughput, ratio; baseline; plot_png.
 ``system``: versions, cpu, gpus.
 """
@@ -23,7 +24,8 @@ from alexnet_deploy.manifest import write_bytes_atomic, write_json_atomic
 
 
 def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:.2f}%"
+    """Percent figures (the library reports accuracy in percent) as text."""
+    return "" if x is None else f"{x:.2f}%"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -51,7 +53,7 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
     if tr:
         words = [
             f"Checkpoint `{tr.get('checkpoint', '')}` after {tr.get('epochs', '?')} epoch(s) in "
-            f"{tr.get('wall_s', 0):.0f} s: top-1 {_pct(tr.get('top1'))}, top-5 {_pct(tr.get('top5'))} on validation."
+            f"{tr.get('wall_s') or 0:.0f} s: top-1 {_pct(tr.get('top1'))}, top-5 {_pct(tr.get('top5'))} on validation."
         ]
         out.append(("Training", words, None, tr.get("curves_png")))
 
@@ -74,17 +76,24 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
         if gate:
             verdict = "PASSED" if gate.get("passed") else "FAILED"
             words.append(
-                f"Accuracy gate {verdict}: INT8 top-1 drop {100 * gate.get('top1_drop', 0):.2f} points "
-                f"(allowed {gate.get('max_top1_drop', '?')}), top-5 drop {100 * gate.get('top5_drop', 0):.2f} "
+                f"Accuracy gate {verdict}: INT8 top-1 drop {gate.get('top1_drop') or 0:.2f} points "
+                f"(allowed {gate.get('max_top1_drop', '?')}), top-5 drop {gate.get('top5_drop') or 0:.2f} "
                 f"points (allowed {gate.get('max_top5_drop', '?')})."
             )
         out.append(("Accuracy", words, rows, None))
 
     cal = results.get("calibration") or []
     if cal:
-        rows = [["method", "top-1 (held-out calibration images)", "agreement with FP32", "chosen"]]
+        rows = [["method", "Q/DQ form", "top-1 (held-out calibration images)", "agreement with FP32", "chosen"]]
         rows += [
-            [r["method"], _pct(r.get("top1")), _pct(r.get("agreement")), "yes" if r.get("chosen") else ""] for r in cal
+            [
+                r["method"],
+                r.get("form", ""),
+                _pct(r.get("top1")),
+                _pct(r.get("agreement")),
+                "yes" if r.get("chosen") else "",
+            ]
+            for r in cal
         ]
         out.append(("Calibration methods", ["Scored on held-out calibration images, never the eval set."], rows, None))
 

@@ -9,7 +9,19 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import __version__
-from alexnet_deploy.cli import bench, build, calibrate, doctor, export, info, predict, sensitivity, train, verify
+from alexnet_deploy.cli import (
+    bench,
+    build,
+    calibrate,
+    doctor,
+    export,
+    info,
+    predict,
+    quickstart,
+    sensitivity,
+    train,
+    verify,
+)
 
 app = typer.Typer(
     name="alexnet-deploy",
@@ -44,16 +56,17 @@ def callback(
     )
 
 
+app.command("quickstart")(quickstart.quickstart)
 app.command("info")(info.info)
 app.command("doctor")(doctor.doctor)
-app.command("bench")(bench.bench)
-app.command("predict")(predict.predict)
-app.command("export")(export.export)
 app.command("train")(train.train)
+app.command("export")(export.export)
 app.command("calibrate")(calibrate.calibrate)
 app.command("build")(build.build)
 app.command("verify")(verify.verify)
 app.command("sensitivity")(sensitivity.sensitivity)
+app.command("bench")(bench.bench)
+app.command("predict")(predict.predict)
 
 
 def main() -> None:
