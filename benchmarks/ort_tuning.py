@@ -1,4 +1,5 @@
-"""What makes ONNX Runtime fast for AlexNet on this CPU: session options, INT8 coverage and form, threads.
+"""What makes ONNX Runtime fast for AlexNet on this CPU: session options, graph form (LRN), INT8 coverage
+and form, threads.
 
 Every variant is measured by the bench harness in one interleaved run per model, as a ratio against PyTorch
 eager FP32 on the same thread count. INT8 variants are quantized here with onnxruntime.quantization (MinMax on
@@ -177,6 +178,7 @@ def tuning_variants(name: str, work: Path, cal: np.ndarray) -> dict[str, tuple[P
         "fp32, no weight prepacking": (fp32, {"session.disable_prepacking": "1"}, "fp32"),
         "fp32, no memory pattern": (fp32, {"mem_pattern": False}, "fp32"),
         "fp32, 1 thread": (fp32, {"intra_threads": 1}, "fp32"),
+        "fp32, parallel execution mode": (fp32, {"parallel": True}, "fp32"),
         "onnxruntime fp16 graph": (art["fp16"], {}, "fp16"),
     }
     base = fp32
@@ -197,6 +199,12 @@ def tuning_variants(name: str, work: Path, cal: np.ndarray) -> dict[str, tuple[P
     for label in ("int8 u8s8 all", "int8 conv + dynamic fc"):
         path = v[label + suffix][0]
         v[f"{label}{suffix}, no spinning"] = (path, NO_SPIN, "int8")
+    # level ALL lets ONNX Runtime run uint8 convolutions in NHWC (its NhwcTransformer); EXTENDED does not
+    v[f"int8 u8s8 all{suffix}, level EXTENDED (no NHWC)"] = (
+        v["int8 u8s8 all" + suffix][0],
+        {"level": "ORT_ENABLE_EXTENDED"},
+        "int8",
+    )
     return v
 
 
