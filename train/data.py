@@ -278,8 +278,9 @@ class MemoryLoader:
         return list(range(self.rank, len(self.data), self.world_size))
 
     def __len__(self) -> int:
-        n = len(self._indices())
-        return n // self.batch_size if self.augment is not None else math.ceil(n / self.batch_size)
+        if self.augment is not None:
+            return len(self.sampler) // self.batch_size
+        return math.ceil(len(range(self.rank, len(self.data), self.world_size)) / self.batch_size)
 
     def _eval_batch(self, images: torch.Tensor) -> torch.Tensor:
         crop = self.pre.crop

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.errors import CheckpointError, ConfigError
 from alexnet_deploy.models import alexnet_paper
 from train.columns import TwoColumnAlexNet
 
@@ -73,3 +73,36 @@ def test_the_lrn_halo_is_what_makes_them_equal():
 def test_only_a_grouped_paper_network_splits():
     with pytest.raises(ConfigError, match="columns=2"):
         TwoColumnAlexNet(alexnet_paper(width=0.25, columns=1), ("cpu", "cpu"))
+
+
+def test_training_on_two_columns_writes_a_checkpoint_the_grouped_model_loads(tmp_path, tiny20):
+    from alexnet_deploy.checkpoint import load_model
+    from train.config import resolve_config
+    from train.loop import fit
+
+    cfg = resolve_config(
+        "demo",
+        overrides={
+            "data": str(tiny20),
+            "output": str(tmp_path),
+            "devices": "cpu,cpu",
+            "width": 0.125,
+            "image_size": 64,
+            "resize": 72,
+            "epochs": 1,
+            "batch_size": 32,
+            "max_train_images": 64,
+            "max_val_images": 20,
+            "max_minutes": 0,
+            "threads": 0,
+        },
+    )
+    result = fit(cfg)
+    assert isinstance(result.placed.core, TwoColumnAlexNet)
+    loaded = load_model(tmp_path / "best.pt")
+    x = torch.randn(2, 3, 64, 64)
+    result.placed.module.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), result.placed.module(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(CheckpointError, match="resume it with the same --devices"):
+        fit(cfg.replace(devices="cpu", epochs=2), resume=tmp_path / "last.pt")
