@@ -48,10 +48,13 @@ def callback(
     """AlexNet from the 2012 paper to a verified, benchmarked inference engine."""
     from rich.logging import RichHandler
 
+    from alexnet_deploy.cli._common import err_console
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, show_time=False)],
+        # stderr: log lines must never mix into a command's --json output on stdout.
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
         force=True,
     )
 

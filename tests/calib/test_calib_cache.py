@@ -88,3 +88,17 @@ def test_stale_model_is_reported(tmp_path, caplog):
 def test_no_cache_never_writes(fp32_onnx, tiny20, tmp_path):
     result = calibrate(fp32_onnx, tiny20, None, method="minmax", num_images=16, cache_dir=tmp_path, use_cache=False)
     assert result.candidates[0].cache == "off" and not list(tmp_path.iterdir())
+
+
+def test_cli_json_stays_clean_when_the_cache_logs(fp32_onnx, tiny20, tmp_path):
+    from typer.testing import CliRunner
+
+    from alexnet_deploy.cli.main import app
+
+    args = ["calibrate", str(fp32_onnx), "--calib-data", str(tiny20), "--method", "minmax", "--num-images", "16",
+            "--cache-dir", str(tmp_path / "c"), "-o", str(tmp_path / "q.onnx"), "--json"]  # fmt: skip
+    runner = CliRunner()
+    assert runner.invoke(app, args).exit_code == 0
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "come from the cache" in again.stderr
+    assert json.loads(again.stdout)["candidates"][0]["cache"] == "hit"
