@@ -61,6 +61,26 @@ def _quiet(_: str) -> None:
     pass
 
 
+# The exporter and its optimizer log each pass at INFO, print progress lines, and log a failed opset conversion
+# as a warning with a traceback: chatter that would drown the CLI's output, and every outcome that matters is
+# checked and reported by build_onnx itself. Raised to ERROR for the duration of an export only.
+_CHATTY_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx")
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.ERROR))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _scaled_preprocessing(pre: Preprocessing, image_size: int) -> Preprocessing:
     """``pre`` at another crop size, keeping its resize/crop ratio (224/256 -> 112/128)."""
     if pre.crop == image_size:
@@ -113,7 +133,7 @@ def build_onnx(
         example = torch.randn(2, 3, image_size, image_size)  # batch 2: torch.export specialises sizes 0 and 1
         batch = torch.export.Dim("batch", min=1)
         swap = native_lrn(model) if native_lrn_op else contextlib.nullcontext(0)
-        with swap, contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
+        with swap, _quiet_exporter():
             try:
                 program = torch.onnx.export(
                     model,

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import urllib.error
 
 import pytest
@@ -28,7 +30,12 @@ def test_export_writes_onnx_and_sidecar_and_reports_lrn(paper_checkpoint, tmp_pa
     assert result.exit_code == 0, result.output
     assert "2 LRN" in result.stdout and "Conv groups [1, 2, 1, 2, 2]" in result.stdout
     assert "max relative error" in result.stdout
+    assert "rewrite rules" not in result.output and "constant folding" not in result.output  # exporter chatter
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in tmp_path.iterdir():  # shareable, not mkstemp's owner-only 0600
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 def test_export_json_fp16(paper_checkpoint, tmp_path):
