@@ -34,7 +34,7 @@ from export.artifact import (
     validate_model,
     write_onnx,
 )
-from export.parity import check_parity, ort_session, parity_inputs
+from export.parity import DEFAULT_SAMPLES, check_parity, ort_session, parity_inputs
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def convert_fp16(
     *,
     block_list: tuple[str, ...] | list[str] = DEFAULT_BLOCK_LIST,
     eval_data: str | Path | None = None,
-    parity_samples: int = 64,
+    parity_samples: int | None = None,
 ):
     """Make the FP16 graph of an FP32 export (ours, with its sidecar) and check it against that FP32 graph.
 
@@ -123,7 +123,7 @@ def convert_fp16(
         out_path: where to write the FP16 ONNX.
         block_list: op types to keep in FP32.
         eval_data: images for the parity check (else seeded random inputs).
-        parity_samples: how many.
+        parity_samples: how many (default 1,024: see :data:`export.parity.DEFAULT_SAMPLES`).
 
     Returns:
         :class:`~export.artifact.ExportResult`.
@@ -145,7 +145,7 @@ def convert_fp16(
 
     pre = Preprocessing.from_dict(meta.preprocessing) if meta.preprocessing else None
     inputs, described = parity_inputs(
-        parity_samples, int(meta.input["shape"][-1]), eval_data=eval_data, preprocessing=pre
+        parity_samples or DEFAULT_SAMPLES["fp16"], int(meta.input["shape"][-1]), eval_data=eval_data, preprocessing=pre
     )
     fp32_session = ort_session(src)
     parity = check_parity(

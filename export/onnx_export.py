@@ -37,7 +37,7 @@ from export.artifact import (
 )
 from export.fp16 import DEFAULT_BLOCK_LIST, fp16_facts, to_fp16
 from export.lrn import LRN_TRANSLATION, count_lrn_layers, native_lrn
-from export.parity import check_parity, parity_inputs, reference_logits
+from export.parity import DEFAULT_SAMPLES, check_parity, parity_inputs, reference_logits
 from export.source import load_source
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ def export_model(
     precision: str = "fp32",
     opset: int = DEFAULT_OPSET,
     eval_data: str | Path | None = None,
-    parity_samples: int = 64,
+    parity_samples: int | None = None,
     source: dict[str, Any] | None = None,
     fp16_block_list: tuple[str, ...] = DEFAULT_BLOCK_LIST,
     lrn: str = "native",
@@ -233,7 +233,9 @@ def export_model(
         precision: ``"fp32"`` or ``"fp16"`` (FP16 weights and activations, FP32 graph inputs and outputs).
         opset: ONNX opset (default 18).
         eval_data: an ImageFolder whose images feed the parity check (else seeded random inputs).
-        parity_samples: how many inputs the parity check uses.
+        parity_samples: how many inputs the parity check uses (default: 64 for FP32, 1,024 for FP16, see
+            :data:`export.parity.DEFAULT_SAMPLES`); the intermediate FP32 graph of an FP16 export is checked
+            on the first 64.
         source: the sidecar's source entry (path, sha256, format).
         fp16_block_list: op types kept in FP32 in the FP16 graph.
         lrn: ``"native"`` (one ONNX ``LRN`` node per layer, the default) or ``"decomposed"`` (faster in
@@ -266,10 +268,12 @@ def export_model(
     proto = build_onnx(model, image_size, opset=opset, native_lrn_op=lrn == "native")
     _check_structure(summarize_graph(proto), model, "fp32", lrn)
 
-    step(f"Checking parity with PyTorch on {parity_samples} inputs")
-    inputs, described = parity_inputs(parity_samples, image_size, eval_data=eval_data, preprocessing=pre)
+    samples = parity_samples or DEFAULT_SAMPLES[precision]
+    inputs, described = parity_inputs(samples, image_size, eval_data=eval_data, preprocessing=pre)
+    step(f"Checking parity with PyTorch on {len(inputs)} {described}")
     expected = reference_logits(model, inputs)
-    fp32_parity = check_parity(proto.SerializeToString(), expected, inputs, "fp32", described)
+    n32 = len(inputs) if precision == "fp32" else min(len(inputs), DEFAULT_SAMPLES["fp32"])
+    fp32_parity = check_parity(proto.SerializeToString(), expected[:n32], inputs[:n32], "fp32", described)
     fp32_parity.raise_if_failed()
     parity, extra_parity = fp32_parity, {}
     fp16_info: dict[str, Any] = {}
@@ -328,7 +332,7 @@ def export_onnx(
     precision: str = "fp32",
     opset: int = DEFAULT_OPSET,
     eval_data: str | Path | None = None,
-    parity_samples: int = 64,
+    parity_samples: int | None = None,
     image_size: int | None = None,
     expected_classes: int | None = None,
     expected_model: str | None = None,
@@ -344,7 +348,7 @@ def export_onnx(
         precision: ``"fp32"`` or ``"fp16"``.
         opset: ONNX opset (default 18).
         eval_data: an ImageFolder for the parity check (else seeded random inputs).
-        parity_samples: how many inputs the parity check uses.
+        parity_samples: how many inputs the parity check uses (default: 64 for FP32, 1,024 for FP16).
         image_size: input size (default: the checkpoint's crop, 224 for torchvision's weights).
         expected_classes: refuse a checkpoint with another class count.
         expected_model: refuse a checkpoint of another architecture.

@@ -36,7 +36,9 @@ def export(
     eval_data: Annotated[
         Path | None, typer.Option(help="ImageFolder whose images feed the parity check (else random inputs).")
     ] = None,
-    parity_samples: Annotated[int, typer.Option(help="How many inputs the parity check uses.")] = 64,
+    parity_samples: Annotated[
+        int | None, typer.Option(help="How many inputs the parity check uses (default: 64 for fp32, 1024 for fp16).")
+    ] = None,
     image_size: Annotated[
         int | None, typer.Option(help="Input height and width (default: the checkpoint's crop size).")
     ] = None,
@@ -97,5 +99,7 @@ def export(
         f"Conv groups {graph.conv_groups}, input images {result.manifest.input['shape']}."
     )
     console.print(f"Parity: {result.parity.describe()} (passed).")
+    if eval_data is None:
+        console.print("Random inputs were used: pass --eval-data DIR to check on real images.")
     if "fp16" in result.manifest.extra:
         console.print(f"Note: {result.manifest.extra['fp16']['note']}")
