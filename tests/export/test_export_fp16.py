@@ -17,6 +17,7 @@ def _elem(v: onnx.ValueInfoProto) -> int:
     return v.type.tensor_type.elem_type
 
 
+@pytest.mark.slow  # builds the session's FP16 export (~5-9 s on 2 shared cores)
 def test_fp16_graph_has_fp16_weights_and_fp32_inputs_outputs(paper_fp16):
     model = onnx.load(str(paper_fp16.path))
     float_inits = [i for i in model.graph.initializer if i.data_type in (FLOAT, FLOAT16)]
