@@ -111,7 +111,7 @@ def convert_fp16(
     block_list: tuple[str, ...] | list[str] = DEFAULT_BLOCK_LIST,
     eval_data: str | Path | None = None,
     parity_samples: int | None = None,
-):
+) -> ExportResult:
     """Make the FP16 graph of an FP32 export (ours, with its sidecar) and check it against that FP32 graph.
 
     The parity reference is the FP32 ONNX in ONNX Runtime (itself checked against PyTorch when it was
