@@ -44,12 +44,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise ArtifactError(f"Cannot write to {path.parent}: {exc.strerror or exc}.") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp makes owner-only files; an artifact is meant to be shared (an inference server, another
+    # account), so it gets the mode any new file gets under the umask.
+    tmp_path.chmod(0o666 & ~_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -179,12 +179,6 @@ def check_output_path(out_path: str | Path) -> Path:
     return out
 
 
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_onnx(model: onnx.ModelProto, out_path: str | Path, manifest: Manifest) -> Manifest:
     """Write ``model`` and its sidecar atomically: both files appear, or neither does.
 
@@ -206,10 +200,6 @@ def write_onnx(model: onnx.ModelProto, out_path: str | Path, manifest: Manifest)
             tmp.write_bytes(data)
             write_json_atomic(sidecar, manifest.to_dict())
             sidecar_written = True
-            # mkstemp creates files readable by their owner only; an artifact is meant to be shared (an
-            # inference server, a build on another account), so give both files the umask's usual mode.
-            for path in (tmp, sidecar):
-                path.chmod(_default_mode())
     except BaseException as exc:
         # The new sidecar must not outlive a model that never arrived (an older sidecar is left alone).
         if sidecar_written:
