@@ -142,18 +142,19 @@ def measure_target(
     warm: bool = True,
     rounds: int = 1,
 ) -> tuple[list[float], list[float], float]:
-    """Warm ``target`` up (unless ``warm`` is False) and time one chunk (1/``rounds`` of the budget).
+    """Warm ``target`` up (``warm``: ``warmup_s`` and >= 3 calls; else ``switch_warmup_s``) and time one chunk
+    (1/``rounds`` of the budget).
 
     Returns:
         (latencies, compute latencies, wall seconds) in seconds.
     """
     runner = target.runner
     runner.infer(images)  # untimed: compilation, graph capture, allocation, or a cold cache after a switch
-    if warm:
-        t0, calls = clock(), 0
-        while calls < 3 or clock() - t0 < config.warmup_s:
-            runner.infer(images)
-            calls += 1
+    t0, calls = clock(), 0
+    min_calls, min_s = (3, config.warmup_s) if warm else (0, config.switch_warmup_s)
+    while calls < min_calls or clock() - t0 < min_s:
+        runner.infer(images)
+        calls += 1
     iterations = None if config.iterations is None else max(1, math.ceil(config.iterations / rounds))
     return _timed_chunk(
         target,
@@ -217,7 +218,9 @@ def run_benchmark(
             per: dict[str, tuple[list[float], list[float], float]] = {t.label: ([], [], 0.0) for t in targets}
             inputs = {t.image_shape: rng.standard_normal((batch, *t.image_shape), dtype=np.float32) for t in targets}
             for r in range(config.rounds):
-                for t in targets:
+                # rotating the order spreads any position effect (who runs after whom) over every target
+                shift = r % len(targets)
+                for t in [*targets[shift:], *targets[:shift]]:
                     if progress:
                         progress(f"{t.label}, batch {batch}, round {r + 1}/{config.rounds}")
                     lat, comp, wall = measure_target(

@@ -68,7 +68,9 @@ class BenchConfig:
         duration_s: timed seconds per target and batch size (split over ``rounds``); ignored with ``iterations``.
         iterations: timed calls per target and batch size, instead of a duration.
         concurrency: request streams kept in flight at once (threads).
-        rounds: interleaving chunks per target and batch size.
+        rounds: interleaving chunks per target and batch size (the order of targets rotates every round).
+        switch_warmup_s: untimed seconds at the start of every later chunk, so that the previous target's
+            spinning threads (OpenMP's, ONNX Runtime's) have gone to sleep before the clock starts.
         seed: for the random input images.
     """
 
@@ -78,6 +80,7 @@ class BenchConfig:
     iterations: int | None = None
     concurrency: int = 1
     rounds: int = 3
+    switch_warmup_s: float = 0.25
     seed: int = 0
 
     def __post_init__(self) -> None:

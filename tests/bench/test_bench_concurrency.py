@@ -25,10 +25,11 @@ def test_parallel_streams_multiply_throughput():
 
 def test_serialized_streams_queue_and_the_latency_shows_it():
     m, _ = _run(thread_safe=False, concurrency=4, duration_s=0.6)
-    # one instance: still ~100 images/s, but each request waits for the 3 ahead of it (~80 ms)
+    # one instance: still ~100 images/s, and by Little's law the mean wait is 4 streams / 50 requests/s = 80 ms
+    # (the median is not checked: Python's lock is not FIFO, so one stream may win it several times running)
     assert 70 < m.throughput <= 101
-    assert 0.055 < m.latency.median < 0.11
-    assert m.latency.p99 >= m.latency.median
+    assert 0.055 < m.latency.mean < 0.11
+    assert m.latency.p99 > 2 * m.latency.min
 
 
 def test_iterations_count_requests_across_streams():

@@ -64,13 +64,13 @@ def test_harness_times_every_call_with_the_injected_clock():
 def test_warmup_is_by_time_and_rounds_split_the_budget():
     clock = FakeClock()
     runner = ScriptedRunner(clock, [0.010])
-    cfg = BenchConfig(batch_sizes=(1,), warmup_s=0.5, duration_s=1.0, rounds=4)
+    cfg = BenchConfig(batch_sizes=(1,), warmup_s=0.5, duration_s=1.0, rounds=4, switch_warmup_s=0.1)
     report = run_benchmark([BenchTarget("fake", runner)], cfg, clock=clock)
     m = report.get("fake", 1)
     # round 1: 1 untimed call, 50 warm-up calls (0.5 s), 25 timed calls (0.25 s);
-    # rounds 2-4: 1 discarded call (cold after a switch) and 25 timed calls each
+    # rounds 2-4: 1 discarded call, 10 untimed calls (0.1 s after a switch) and 25 timed calls each
     assert m.latency.n == 100
-    assert runner.calls == 1 + 50 + 25 + 3 * 26
+    assert runner.calls == 1 + 50 + 25 + 3 * (1 + 10 + 25)
     assert m.wall_s == pytest.approx(1.0)
     assert m.throughput == pytest.approx(100.0)
 
@@ -150,3 +150,26 @@ def test_bad_configs_and_batches_are_refused():
         run_benchmark([BenchTarget("a", plan_like)], BenchConfig(batch_sizes=(1,)), baseline="x", clock=clock)
     with pytest.raises(ConfigError, match="own label"):
         run_benchmark([BenchTarget("a", plan_like), BenchTarget("a", plan_like)], BenchConfig(), clock=clock)
+
+
+def test_rounds_rotate_the_order_of_targets():
+    clock, order = FakeClock(), []
+
+    class Logged(ScriptedRunner):
+        def infer_impl(self, images):
+            if not order or order[-1] != self.name:
+                order.append(self.name)
+            return super().infer_impl(images)
+
+    targets = [BenchTarget(n, Logged(clock, [0.01], name=n)) for n in ("a", "b", "c")]
+    run_benchmark(targets, BenchConfig(batch_sizes=(1,), warmup_s=0.0, iterations=2, rounds=3), clock=clock)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+def test_ceiling_probes_are_named_and_positive():
+    from alexnet_deploy.bench import measure_ceiling
+
+    c = measure_ceiling("cpu", threads=1, seconds=0.01)
+    assert c["gflops"]["fp32"] == max(c["probes"]["torch.mm fp32"], c["probes"]["onnxruntime MatMul fp32"]) > 0
+    assert c["gflops"]["int8"] == c["probes"]["onnxruntime MatMulInteger u8s8"] > 0
+    assert "torch.mm fp32" in c["probe"] and "1 threads" in c["probe"]
