@@ -189,7 +189,8 @@ def tuning_variants(name: str, work: Path, cal: np.ndarray) -> dict[str, tuple[P
         v["fp32, LRN decomposed (torch's export)"] = (art["fp32_decomposed_lrn"], {}, "fp32")
         v["fp32, LRN as banded 1x1 conv"] = (conv_lrn, {}, "fp32")
         v["fp32, LRN as conv, no spinning"] = (conv_lrn, NO_SPIN, "fp32")
-        for label, path in quantize_variants(fp32, work, cal, kinds=("int8 u8s8 all",)).items():
+        native = quantize_variants(fp32, work, cal, kinds=("int8 u8s8 all", "int8 s8s8 conv+fc (TensorRT form)"))
+        for label, path in native.items():
             v[f"{label}, native LRN"] = (path, {}, "int8")
         base = conv_lrn
     exclude = lrn_conv_node_names(base) if base != fp32 else None
