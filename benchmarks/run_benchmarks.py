@@ -102,6 +102,18 @@ def verdict(report, name: str) -> list[str]:
     return lines
 
 
+def load_part(out: Path, name: str) -> dict:
+    """A network's reports from an earlier run (its JSON in ``out``)."""
+    from alexnet_deploy.bench import BenchReport
+
+    def read(tag: str) -> BenchReport:
+        return BenchReport.from_dict(json.loads((out / f"cpu_{tag}_{name}.json").read_text()))
+
+    main_rep = read("comparison")
+    agree = json.loads((out / f"cpu_agreement_{name}.json").read_text())
+    return {"main": main_rep, "tuning": read("tuning"), "agree": agree, "when": main_rep.created}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/alexnet-bench"), help="artifact cache folder")
@@ -112,6 +124,12 @@ def main() -> None:
     ap.add_argument("--max-load", type=float, default=0.8)
     ap.add_argument("--force", action="store_true", help="measure even on a busy machine")
     ap.add_argument("--no-doc", action="store_true", help="print the section instead of writing the doc")
+    ap.add_argument(
+        "--models",
+        default="alexnet,alexnet_paper",
+        help="networks to measure now; the others are re-rendered from their JSON in --out (a rerun of a part "
+        "that another job disturbed)",
+    )
     args = ap.parse_args()
     before = conditions()
     if before["load_average"][0] > args.max_load and not args.force:
@@ -128,7 +146,11 @@ def main() -> None:
     ceiling = measure_ceiling("cpu", args.threads, seconds=2.0)
     parts: dict[str, dict] = {}
     during: list[dict] = []  # sampled between measurements: another job starting mid-run shows here
+    measure = args.models.split(",")
     for name in ("alexnet", "alexnet_paper"):
+        if name not in measure:
+            parts[name] = load_part(args.out, name)
+            continue
         during.append(conditions())
         main_rep = comparison(name, args.work, cal, (1, 8, 32), duration, args.threads, ceiling, log)
         variants = ort_tuning.tuning_variants(name, args.work, cal)
@@ -138,7 +160,8 @@ def main() -> None:
         for tag, rep in (("comparison", main_rep), ("tuning", tune_rep)):
             rep.command = " ".join(["python", *sys.argv])
             rep.save_json(args.out / f"cpu_{tag}_{name}.json")
-        parts[name] = {"main": main_rep, "tuning": tune_rep, "agree": agree}
+        (args.out / f"cpu_agreement_{name}.json").write_text(json.dumps(agree, indent=2) + "\n")
+        parts[name] = {"main": main_rep, "tuning": tune_rep, "agree": agree, "when": main_rep.created}
     overhead = bench_overhead.measure_overhead(
         "alexnet", args.work, args.threads, rounds=4 if args.quick else 10, seconds=0.5 if args.quick else 2.0
     )
@@ -184,7 +207,8 @@ def render(args, parts, overhead, ceiling, before, after, seconds) -> str:
     if args.quick:
         lines += ["**These figures come from a --quick run: they check the script, not the machine.**", ""]
     for name, p in parts.items():
-        lines += [f"### {name}: the comparison", "", ratio_table(p["main"]), "", "Targets:", ""]
+        lines += [f"### {name}: the comparison", "", f"Measured {p['when']}.", "", ratio_table(p["main"]), ""]
+        lines += ["Targets:", ""]
         lines += [*verdict(p["main"], name), ""]
     for name, p in parts.items():
         agree = {k: f"{x:.0%}" for k, x in p["agree"].items()}

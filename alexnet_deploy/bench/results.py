@@ -200,6 +200,49 @@ class BenchReport:
             "results": results,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BenchReport:
+        """Rebuild a report from :meth:`to_dict`'s JSON (latencies back in seconds), e.g. to re-render it.
+
+        Raises:
+            ConfigError: not this schema.
+        """
+        if d.get("schema") != SCHEMA:
+            raise ConfigError(f"Not a bench result (schema {d.get('schema')!r}, expected {SCHEMA!r}).")
+
+        def stats(ms: dict | None) -> LatencyStats | None:
+            return None if ms is None else LatencyStats(**{k: v if k == "n" else v / 1e3 for k, v in ms.items()})
+
+        config = dict(d["config"])
+        config["batch_sizes"] = tuple(config["batch_sizes"])
+        known = {f for f in BenchConfig.__dataclass_fields__}
+        measurements = [
+            Measurement(
+                label=r["label"],
+                batch=r["batch"],
+                concurrency=r["concurrency"],
+                latency=stats(r["latency_ms"]),
+                images=r["images"],
+                wall_s=r["wall_s"],
+                compute_latency=stats(r.get("compute_latency_ms")),
+                speedup_latency=r.get("speedup_latency"),
+                speedup_throughput=r.get("speedup_throughput"),
+                fraction_of_ceiling=r.get("fraction_of_ceiling"),
+            )
+            for r in d["results"]
+        ]
+        return cls(
+            config=BenchConfig(**{k: v for k, v in config.items() if k in known}),
+            targets=d["targets"],
+            measurements=measurements,
+            baseline=d.get("baseline"),
+            ceiling=d.get("ceiling") or {},
+            machine=d.get("machine") or {},
+            versions=d.get("versions") or {},
+            created=d.get("created", ""),
+            command=d.get("command", ""),
+        )
+
     def report_rows(self) -> list[dict[str, Any]]:
         """Rows in the form :mod:`alexnet_deploy.report` renders (``bench.rows``)."""
         return [

@@ -11,6 +11,7 @@ from bench_fakes import FakeClock, ScriptedRunner
 from alexnet_deploy.bench import (
     SCHEMA,
     BenchConfig,
+    BenchReport,
     BenchTarget,
     LatencyStats,
     run_benchmark,
@@ -122,6 +123,10 @@ def test_json_schema(tmp_path):
     assert r["throughput_img_s"] == pytest.approx(100.0)
     assert r["speedup_throughput"] == pytest.approx(0.5) and r["speedup_latency"] == pytest.approx(0.5)
     assert r["compute_latency_ms"] is None and r["concurrency"] == 1
+    again = BenchReport.from_dict(d)
+    assert again.get("b", 2).latency.median == pytest.approx(0.020)
+    assert again.get("b", 2).throughput == pytest.approx(100.0) and again.config == report.config
+    assert again.to_dict()["results"] == d["results"]
 
 
 def test_report_rows_feed_the_quickstart_report():
