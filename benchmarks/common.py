@@ -15,14 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGENETTE = REPO.parent / "shared" / "data" / "fixture-imagenette-10"
 
 
-def ensure_artifacts(name: str, work: Path, seed: int = 0) -> dict[str, Path]:
-    """Checkpoint, FP32 and FP16 ONNX (and, for alexnet_paper, a decomposed-LRN FP32 ONNX), made once."""
+def ensure_checkpoint(name: str, work: Path, seed: int = 0) -> Path:
+    """A checkpoint in our format with seeded random weights (needs torch and this package only)."""
     import torch
 
     from alexnet_deploy.checkpoint import save_checkpoint
     from alexnet_deploy.data import Preprocessing
     from alexnet_deploy.models import build_model
-    from export.onnx_export import export_onnx
 
     work.mkdir(parents=True, exist_ok=True)
     ckpt = work / f"{name}.pt"
@@ -40,6 +39,16 @@ def ensure_artifacts(name: str, work: Path, seed: int = 0) -> dict[str, Path]:
                 "preprocessing": Preprocessing().to_dict(),
             },
         )
+    return ckpt
+
+
+def ensure_artifacts(name: str, work: Path, seed: int = 0) -> dict[str, Path]:
+    """Checkpoint, FP32 and FP16 ONNX (and, for alexnet_paper, a decomposed-LRN FP32 ONNX), made once."""
+    import torch
+
+    from export.onnx_export import export_onnx
+
+    ckpt = ensure_checkpoint(name, work, seed)
     out = {"ckpt": ckpt}
     for precision in ("fp32", "fp16"):
         path = work / f"{name}.{precision}.onnx"

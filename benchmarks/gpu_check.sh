@@ -85,7 +85,8 @@ run() {
 } >"$OUT/environment.txt"
 
 if [[ "${GPU_CHECK_DRY_RUN:-0}" == 1 ]] || "$PYTHON" -c 'import pytest' 2>/dev/null; then
-  run tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider -m "gpu or tensorrt" tests
+  # A test module whose imports are missing here (typer, say) must not stop the GPU tests from running.
+  run tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider --continue-on-collection-errors -m "gpu or tensorrt" tests
 else
   echo "step tests: skipped, pytest is not installed for $PYTHON" | tee -a "$OUT/steps.txt"
   STATUS=1
