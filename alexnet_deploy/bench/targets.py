@@ -296,13 +296,13 @@ def build_targets(
                 "Cannot build the PyTorch baseline: no artifact is a checkpoint or has a manifest naming its model; "
                 "pass a checkpoint too, or --baseline with one of the targets' labels or none."
             )
-        for label, precision, compile_ in missing:
+        for added, (label, precision, compile_) in enumerate(missing):
             model, note = _baseline_model(model_info)
             size = model_info["size"]
             from alexnet_deploy.models import profile_model
 
-            targets.insert(
-                len([t for t in targets if t.runner.backend == "torch"]),
+            targets.insert(  # baselines first, in the order wanted
+                added,
                 _torch_target(
                     model,
                     label,
