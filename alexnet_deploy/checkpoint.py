@@ -13,6 +13,7 @@ Everything is loaded with ``torch.load(..., weights_only=True)``: only tensors a
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,8 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
         torch.save(checkpoint, tmp)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file safely (``weights_only=True``).
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only=True``); ``mmap`` maps the tensors instead of reading them.
 
     Raises:
         CheckpointError: missing, truncated, corrupt, or holding more than tensors and plain containers.
@@ -59,7 +60,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"Checkpoint not found: {path}.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc) or "allowed global" in str(exc):
             raise CheckpointError(
@@ -82,17 +83,22 @@ def _infer_torchvision_arch(state: dict[str, torch.Tensor]) -> dict[str, Any]:
     return {"name": "alexnet", "num_classes": num_classes, "width": width, "columns": 1}
 
 
-def load_model(path: str | Path, expected_classes: int | None = None) -> LoadedModel:
-    """Rebuild the model a checkpoint holds: ours (by its ``format`` key) or a torchvision AlexNet state dict.
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint says about its model, read without building it."""
 
-    Args:
-        path: the checkpoint file.
-        expected_classes: if given, refuse a checkpoint with another class count.
+    arch: dict[str, Any]
+    classes: list[str]
+    preprocessing: Preprocessing
+    source: str  # "alexnet-deploy" or "torchvision"
 
-    Raises:
-        CheckpointError: unreadable, of another architecture, or of another class count.
-    """
-    obj = read_checkpoint(path)
+    @property
+    def num_classes(self) -> int:
+        return int(self.arch.get("num_classes", 1000))
+
+
+def _describe(obj: dict[str, Any], path: Path, expected_classes: int | None) -> tuple[dict, CheckpointInfo]:
+    """The state dict and the facts of a checkpoint read by :func:`read_checkpoint`."""
     if obj.get("format") == CHECKPOINT_FORMAT:
         state, arch = obj.get("model"), dict(obj.get("arch") or {})
         classes = list(obj.get("classes") or [])
@@ -107,9 +113,40 @@ def load_model(path: str | Path, expected_classes: int | None = None) -> LoadedM
         )
     if not isinstance(state, dict) or "name" not in arch:
         raise CheckpointError(f"{path} is an alexnet-deploy checkpoint without model weights or architecture.")
-    num_classes = int(arch.get("num_classes", 1000))
-    if expected_classes is not None and num_classes != expected_classes:
-        raise CheckpointError(f"{path} predicts {num_classes} classes, but {expected_classes} were expected.")
+    info = CheckpointInfo(arch, classes, pre, source)
+    if expected_classes is not None and info.num_classes != expected_classes:
+        raise CheckpointError(f"{path} predicts {info.num_classes} classes, but {expected_classes} were expected.")
+    if not info.classes:
+        info.classes = [str(i) for i in range(info.num_classes)]
+    return state, info
+
+
+def checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """Architecture, classes and preprocessing of a checkpoint, without building the model (the weights are
+    memory-mapped, not read).
+
+    Raises:
+        CheckpointError: unreadable, or not an AlexNet checkpoint.
+    """
+    path = Path(path)
+    # Only the zip format (every torch.save since 1.6) can be memory-mapped.
+    return _describe(read_checkpoint(path, mmap=zipfile.is_zipfile(path)), path, None)[1]
+
+
+def load_model(path: str | Path, expected_classes: int | None = None) -> LoadedModel:
+    """Rebuild the model a checkpoint holds: ours (by its ``format`` key) or a torchvision AlexNet state dict.
+
+    Args:
+        path: the checkpoint file.
+        expected_classes: if given, refuse a checkpoint with another class count.
+
+    Raises:
+        CheckpointError: unreadable, of another architecture, or of another class count.
+    """
+    path = Path(path)
+    obj = read_checkpoint(path)
+    state, info = _describe(obj, path, expected_classes)
+    arch, num_classes = info.arch, info.num_classes
     model = build_model(
         arch["name"], num_classes=num_classes, width=float(arch.get("width", 1.0)), columns=int(arch.get("columns", 2))
     )
@@ -119,6 +156,7 @@ def load_model(path: str | Path, expected_classes: int | None = None) -> LoadedM
         detail = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path} does not fit the {arch['name']} architecture: {detail}") from None
     model.eval()
-    if not classes:
-        classes = [str(i) for i in range(num_classes)]
-    return LoadedModel(model=model, arch=arch, classes=classes, preprocessing=pre, source=source, checkpoint=obj)
+    return LoadedModel(
+        model=model, arch=arch, classes=info.classes, preprocessing=info.preprocessing, source=info.source,
+        checkpoint=obj,
+    )  # fmt: skip

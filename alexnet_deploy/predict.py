@@ -31,10 +31,11 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
     from alexnet_deploy.manifest import load_manifest
 
     if artifact_kind(path) == "checkpoint":
-        from alexnet_deploy.checkpoint import load_model
+        from alexnet_deploy.checkpoint import checkpoint_info
 
-        loaded = load_model(path)
-        return ArtifactInfo(loaded.classes, loaded.preprocessing)
+        # The runner builds the model; here only its description is needed.
+        info = checkpoint_info(path)
+        return ArtifactInfo(info.classes, info.preprocessing)
     manifest = load_manifest(path)
     if not manifest.preprocessing:
         raise ArtifactError(f"The manifest of {path} records no preprocessing.")

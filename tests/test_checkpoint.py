@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision
 
-from alexnet_deploy.checkpoint import load_model, save_checkpoint
+from alexnet_deploy.checkpoint import checkpoint_info, load_model, save_checkpoint
 from alexnet_deploy.data import Preprocessing
 from alexnet_deploy.errors import CheckpointError
 from alexnet_deploy.models import alexnet_paper
@@ -87,3 +87,27 @@ def test_wrong_architecture_weights_are_refused(tmp_path):
     )
     with pytest.raises(CheckpointError, match="does not fit the alexnet_paper architecture"):
         load_model(path)
+
+
+def test_checkpoint_info_describes_without_building_the_model(tmp_path):
+    ours = tmp_path / "ck.pt"
+    save_checkpoint(
+        ours,
+        {
+            "model": alexnet_paper(width=0.25, num_classes=5).state_dict(),
+            "arch": {"name": "alexnet_paper", "num_classes": 5, "width": 0.25, "columns": 2},
+            "classes": list("abcde"),
+            "preprocessing": Preprocessing.for_crop(112).to_dict(),
+        },
+    )
+    info, loaded = checkpoint_info(ours), load_model(ours)
+    assert (info.arch, info.classes, info.preprocessing, info.source) == (
+        loaded.arch, loaded.classes, loaded.preprocessing, loaded.source,
+    )  # fmt: skip
+    tv = tmp_path / "tv.pth"
+    torch.save(torchvision.models.alexnet(weights=None, num_classes=3).state_dict(), tv)
+    assert checkpoint_info(tv).classes == ["0", "1", "2"] and checkpoint_info(tv).source == "torchvision"
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        checkpoint_info(bad)
