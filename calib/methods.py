@@ -189,17 +189,50 @@ def make_calibrator(
         )
 
 
-class _Chunk:
-    """Feeds a reader to a calibrator a few batches at a time, so histograms are merged as they grow."""
+class _Chunks:
+    """Feeds a reader to a calibrator a few batches per ``collect_data`` call, never two batch sizes in one call.
 
-    def __init__(self, reader, batches: int) -> None:
-        self.reader, self.left = reader, batches
+    A call's batches are merged as they go, so histograms grow incrementally. onnxruntime's histogram collector
+    stacks one call's outputs with ``np.asarray``, which fails ("inhomogeneous shape") when a short last batch
+    (any image count that is not a multiple of the batch size) sits beside full ones; a batch whose size differs
+    from the call's first is held back and opens the next call.
+    """
+
+    def __init__(self, reader, per_call: int) -> None:
+        self.reader, self.per_call = reader, per_call
+        self._pending = reader.get_next()
+        self.served = 0  # batches handed to the calibrator so far
+
+    @property
+    def exhausted(self) -> bool:
+        return self._pending is None
+
+    def next_call(self) -> _Call:
+        """A data reader over the next batches of one size (at most ``per_call`` of them)."""
+        return _Call(self)
+
+    def _take(self, size: int | None, left: int):
+        if self._pending is None or left <= 0 or (size is not None and _batch_size(self._pending) != size):
+            return None
+        batch, self._pending = self._pending, self.reader.get_next()
+        self.served += 1
+        return batch
+
+
+class _Call:
+    def __init__(self, chunks: _Chunks) -> None:
+        self.chunks, self.left, self.size = chunks, chunks.per_call, None
 
     def get_next(self):
-        if self.left <= 0:
-            return None
-        self.left -= 1
-        return self.reader.get_next()
+        batch = self.chunks._take(self.size, self.left)
+        if batch is not None:
+            self.left -= 1
+            self.size = _batch_size(batch)
+        return batch
+
+
+def _batch_size(feed: dict[str, np.ndarray]) -> int:
+    return int(next(iter(feed.values())).shape[0])
 
 
 def compute_ranges(
@@ -233,14 +266,12 @@ def compute_ranges(
         if hasattr(calibrator, "tensors_to_calibrate"):
             # The histogram methods' threshold search is slow per tensor: keep only what will be quantized.
             calibrator.tensors_to_calibrate = set(calibrator.tensors_to_calibrate) & wanted
-        done = 0
+        chunks = _Chunks(reader, per_call=4)
         with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print as they go
-            while done < total:
-                step = min(4, total - done)
-                calibrator.collect_data(_Chunk(reader, step))
-                done += step
+            while not chunks.exhausted:
+                calibrator.collect_data(chunks.next_call())
                 if progress:
-                    progress(f"Calibrating ({options.method.value})", done, total)
+                    progress(f"Calibrating ({options.method.value})", min(chunks.served, total), total)
             collector = getattr(calibrator, "collector", None)
             if collector is not None:
                 collector.histogram_dict = {k: v for k, v in collector.histogram_dict.items() if k in wanted}
