@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.errors import ConfigError, GateError, MissingBackendError
-from alexnet_deploy.manifest import Manifest, save_manifest, sha256_file
-from alexnet_deploy.verify import Gate, GateResult, PreparedImages, ProgressFn, compare, load_eval_images, metrics
+from alexnet_deploy.core.accuracy import Gate, GateResult, compare, metrics
+from alexnet_deploy.core.errors import ConfigError, GateError, MissingBackendError
+from alexnet_deploy.core.images import PreparedImages, ProgressFn, load_eval_images
+from alexnet_deploy.core.manifest import Manifest, save_manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def resolve_backend(backend: str) -> tuple[str, str]:
         ConfigError: an unknown backend.
         MissingBackendError: ``tensorrt`` was asked for and is not usable here.
     """
-    from alexnet_deploy.system import tensorrt_status
+    from alexnet_deploy.core.system import tensorrt_status
 
     if backend not in BACKENDS:
         raise ConfigError(f"Unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}.")
@@ -127,23 +128,23 @@ class _Job:
 
 def _compile(job: _Job, deployable: Path, out: Path) -> dict[str, Any]:
     if job.backend == "tensorrt":
-        from alexnet_deploy.engines.tensorrt import TensorRTBuildOptions, build_plan
+        from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions, build_plan
 
         return build_plan(deployable, out, job.tensorrt_options or TensorRTBuildOptions())
-    from alexnet_deploy.engines.onnxruntime import build_onnxruntime_engine
+    from alexnet_deploy.backends.onnxruntime import build_onnxruntime_engine
 
     return build_onnxruntime_engine(deployable, out, job.ort_options)
 
 
 def _engine_logits(job: _Job, path: Path, facts: dict[str, Any]) -> np.ndarray:
-    from alexnet_deploy.verify import run_logits
+    from alexnet_deploy.core.accuracy import run_logits
 
     if job.backend == "tensorrt":
-        from alexnet_deploy.runners import runner_for
+        from alexnet_deploy.backends import runner_for
 
         runner = runner_for(path)
     else:
-        from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+        from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
         runner = OnnxRuntimeRunner(path, providers=facts.get("providers"), threads=job.threads)
     with runner:
@@ -191,8 +192,8 @@ def build(
         calib_options: :class:`calib.CalibrationOptions` (histogram bins, percentile).
         cache_dir / use_cache: the calibration range cache (default ``MODEL.onnx.calib/``).
         max_fallback_layers: at most this many layers may be left in float to pass the gate (0: no fallback).
-        tensorrt_options: ``alexnet_deploy.engines.tensorrt.TensorRTBuildOptions``.
-        ort_options: :class:`alexnet_deploy.engines.onnxruntime.OnnxRuntimeBuildOptions`.
+        tensorrt_options: ``alexnet_deploy.backends.tensorrt.build.TensorRTBuildOptions``.
+        ort_options: :class:`alexnet_deploy.backends.onnxruntime.OnnxRuntimeBuildOptions`.
         eval_limit: evaluate on this many images (stratified) instead of all.
 
     Returns:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_deploy.data import Preprocessing, eval_transform, load_rgb
-from alexnet_deploy.errors import ArtifactError, DataError
-from alexnet_deploy.runners import Runner, artifact_kind
+from alexnet_deploy.backends import Runner, artifact_kind
+from alexnet_deploy.core.data import Preprocessing, eval_transform, load_rgb
+from alexnet_deploy.core.errors import ArtifactError, DataError
 
 
 @dataclass
@@ -28,10 +28,10 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
     Raises:
         ArtifactError: an ONNX or plan without a usable manifest.
     """
-    from alexnet_deploy.manifest import load_manifest
+    from alexnet_deploy.core.manifest import load_manifest
 
     if artifact_kind(path) == "checkpoint":
-        from alexnet_deploy.checkpoint import checkpoint_info
+        from alexnet_deploy.core.checkpoint import checkpoint_info
 
         # The runner builds the model; here only its description is needed.
         info = checkpoint_info(path)

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.data import ImageFolderDataset, folder_fingerprint, is_synthetic, make_synthetic_imagefolder
-from alexnet_deploy.errors import ConfigError, DataError
-from alexnet_deploy.manifest import load_manifest, sha256_file, sha256_text, write_json_atomic
+from alexnet_deploy.core.data import ImageFolderDataset, folder_fingerprint, is_synthetic, make_synthetic_imagefolder
+from alexnet_deploy.core.errors import ConfigError, DataError
+from alexnet_deploy.core.manifest import load_manifest, sha256_file, sha256_text, write_json_atomic
 from alexnet_deploy.report import write_report
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,9 @@ def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, pr
 
 
 def _verify(opts, artifacts: list[Path], fp32: Path, data: Path, data_key: str, stages: _Stages, progress) -> list:
-    from alexnet_deploy.verify import Gate, evaluate, load_eval_images
+    from alexnet_deploy.core.accuracy import Gate
+    from alexnet_deploy.core.images import load_eval_images
+    from alexnet_deploy.verify import evaluate
 
     key = sha256_text(*(sha256_file(a) for a in artifacts), data_key, str(opts.eval_limit))
 
@@ -252,7 +254,7 @@ def run_quickstart(opts: QuickstartOptions, *, say: Say = log.info, train_hooks=
     data, synthetic = _prepare_data(opts, say)
     data_key = _data_key(data)
     if opts.checkpoint:
-        from alexnet_deploy.checkpoint import load_model
+        from alexnet_deploy.core.checkpoint import load_model
 
         load_model(opts.checkpoint)  # refuse a bad checkpoint before any work
         checkpoint, training = Path(opts.checkpoint), {"checkpoint": str(opts.checkpoint), "given": True}
@@ -313,8 +315,8 @@ def _calibration_rows(calibration: dict | None) -> list[dict[str, Any]]:
 
 
 def _system() -> dict[str, Any]:
-    from alexnet_deploy.manifest import library_versions
-    from alexnet_deploy.system import probe_gpus
+    from alexnet_deploy.core.manifest import library_versions
+    from alexnet_deploy.core.system import probe_gpus
 
     gpus, _ = probe_gpus()
     return {"versions": library_versions(), "cpu": f"{platform.machine()} {platform.processor() or ''}".strip(),

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.verify import PreparedImages, ProgressFn, compare, run_logits
+from alexnet_deploy.core.accuracy import compare, run_logits
+from alexnet_deploy.core.images import PreparedImages, ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def rank_layers(
     Returns:
         One entry per layer, sorted by agreement (lowest first), then by the logit error (largest first).
     """
-    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
     from calib.qdq import quantizable_layers, write_qdq
 
     layers = quantizable_layers(fp32_path)
@@ -89,7 +90,7 @@ def plot_sensitivity(ranking: list[LayerSensitivity], path: str | Path, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from alexnet_deploy.manifest import atomic_path
+    from alexnet_deploy.core.manifest import atomic_path
 
     order = sorted(ranking, key=lambda r: _layer_order(r.label))
     labels = [r.label for r in order]
@@ -154,7 +155,7 @@ def sensitivity(
         DataError: empty calibration folder, or evaluation classes that are not the model's.
         ArtifactError: the model is not a calibratable FP32 ONNX.
     """
-    from alexnet_deploy.verify import load_eval_images
+    from alexnet_deploy.core.images import load_eval_images
     from calib.pipeline import calibrate, fp32_logits, open_source_model
 
     source = open_source_model(model)

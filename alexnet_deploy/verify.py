@@ -1,251 +1,23 @@
 """Accuracy of any artifact on an ImageFolder, its agreement with an FP32 reference, and the accuracy gate.
 
-* :func:`prepare_images` decodes a folder once through the artifact's eval preset and keeps the resized,
-  centre-cropped pixels as uint8 (4x smaller than float32); :meth:`PreparedImages.batches` applies the rest of
-  the very same preset (to float, normalise) per batch, so every runner sees bit-identical inputs.
-* :func:`run_logits` runs a :class:`~alexnet_deploy.runners.Runner` over prepared images.
-* :func:`metrics` gives top-1/top-5/per-class accuracy; :func:`compare` adds top-1 agreement with a reference
-  and the per-class deltas.
-* :class:`Gate` is the accuracy gate: by default top-1 and top-5 may each drop at most 0.5 point.
-* :func:`evaluate` ties these together for an artifact path (checkpoint, ONNX, plan) or an active runner.
+Images, metrics and the gate live in :mod:`alexnet_deploy.core.images` and :mod:`alexnet_deploy.core.accuracy`;
+:func:`evaluate` ties them together for an artifact path (checkpoint, ONNX, plan) or an active runner.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torchvision.transforms import v2
 
-from alexnet_deploy.data import ImageFolderDataset, Preprocessing, class_names, eval_transform, split_dir
-from alexnet_deploy.errors import DataError, GateError
-from alexnet_deploy.runners import Runner
+from alexnet_deploy.core.accuracy import Gate, GateResult, compare, metrics, run_logits
+from alexnet_deploy.core.errors import DataError, GateError
+from alexnet_deploy.core.images import PreparedImages, ProgressFn, load_eval_images
 
 log = logging.getLogger(__name__)
-
-#: progress(task, done, total): called as work advances; the CLI turns it into a rich progress bar.
-ProgressFn = Callable[[str, int, int], None]
-
-
-def _split_preset(pre: Preprocessing) -> tuple[v2.Compose, v2.Compose]:
-    """The eval preset cut in two: geometry on uint8 images (cacheable), then to-float and normalise."""
-    steps = eval_transform(pre).transforms
-    # eval_transform is ToImage, Resize, CenterCrop | ToDtype, Normalize: the first three keep uint8 pixels.
-    return v2.Compose(steps[:3]), v2.Compose(steps[3:])
-
-
-@dataclass
-class PreparedImages:
-    """Images decoded once: uint8 pixels after resize and centre crop, labels, and how to finish preprocessing."""
-
-    pixels: np.ndarray  # (N, 3, crop, crop) uint8
-    targets: np.ndarray  # (N,) int64
-    preprocessing: Preprocessing
-    classes: list[str]  # the folder names, in label order
-    root: Path
-    fingerprint: str = ""
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def batch(self, start: int, stop: int) -> np.ndarray:
-        """Float32 NCHW input for images ``start:stop``: exactly what the eval preset gives, image by image."""
-        _, tail = _split_preset(self.preprocessing)
-        return tail(torch.from_numpy(self.pixels[start:stop])).numpy()
-
-    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(images, targets)`` batches in order."""
-        for start in range(0, len(self), batch_size):
-            yield self.batch(start, start + batch_size), self.targets[start : start + batch_size]
-
-    def subset(self, indices: Sequence[int]) -> PreparedImages:
-        """The images at ``indices`` (positions in this set)."""
-        idx = np.asarray(indices, dtype=np.int64)
-        return PreparedImages(self.pixels[idx], self.targets[idx], self.preprocessing, self.classes, self.root)
-
-
-def prepare_images(
-    dataset: ImageFolderDataset,
-    preprocessing: Preprocessing,
-    indices: Sequence[int] | None = None,
-    progress: ProgressFn | None = None,
-    task: str = "Decoding images",
-) -> PreparedImages:
-    """Decode ``dataset`` (or the samples at ``indices``) through the geometric part of the eval preset.
-
-    Returns:
-        :class:`PreparedImages`, whose ``fingerprint`` identifies the exact selection and preprocessing.
-    """
-    from alexnet_deploy.data import folder_fingerprint
-    from alexnet_deploy.manifest import sha256_text
-
-    geometry, _ = _split_preset(preprocessing)
-    chosen = list(range(len(dataset.samples))) if indices is None else list(indices)
-    crop = preprocessing.crop
-    pixels = np.empty((len(chosen), 3, crop, crop), dtype=np.uint8)
-    targets = np.empty(len(chosen), dtype=np.int64)
-    saved = dataset.transform
-    dataset.transform = geometry
-    try:
-        for k, i in enumerate(chosen):
-            img, label = dataset[i]
-            pixels[k] = img.numpy()
-            targets[k] = label
-            if progress and (k % 64 == 63 or k == len(chosen) - 1):
-                progress(task, k + 1, len(chosen))
-    finally:
-        dataset.transform = saved
-    fingerprint = sha256_text(folder_fingerprint(dataset, chosen), repr(sorted(preprocessing.to_dict().items())))
-    return PreparedImages(pixels, targets, preprocessing, list(dataset.classes), Path(dataset.root), fingerprint)
-
-
-def check_classes(root: Path, folder_classes: Sequence[str], model_classes: Sequence[str]) -> None:
-    """Refuse data whose classes are not the model's (by folder name or by human-readable name, in order).
-
-    A model that only knows its class count (e.g. a torchvision state dict: names ``"0"``, ``"1"``...) accepts
-    any folder with that many classes.
-
-    Raises:
-        DataError: the classes differ.
-    """
-    model_classes = list(model_classes)
-    if list(folder_classes) == model_classes or class_names(root) == model_classes:
-        return
-    if model_classes == [str(i) for i in range(len(model_classes))] and len(folder_classes) == len(model_classes):
-        log.warning("The model records no class names; %s is matched by its class count only.", root)
-        return
-    raise DataError(
-        f"The classes in {root} ({len(folder_classes)} folders, first {list(folder_classes)[:2]}) do not match "
-        f"the model's {len(model_classes)} classes (first {model_classes[:2]})."
-    )
-
-
-def load_eval_images(
-    data: str | Path,
-    classes: Sequence[str],
-    preprocessing: Preprocessing,
-    *,
-    split: str = "val",
-    limit: int | None = None,
-    seed: int = 0,
-    progress: ProgressFn | None = None,
-) -> PreparedImages:
-    """Decode an evaluation folder (``data/val`` when ``data`` has the train/val layout) for a model.
-
-    Args:
-        limit: evaluate on this many images, stratified over classes (``None``: all).
-
-    Raises:
-        DataError: the folder is missing, empty, or its classes are not the model's.
-    """
-    from alexnet_deploy.data import stratified_indices
-
-    root = split_dir(data, split)
-    dataset = ImageFolderDataset(root)
-    check_classes(root, dataset.classes, classes)
-    indices = None if limit is None else stratified_indices(dataset.targets, limit, seed)
-    return prepare_images(dataset, preprocessing, indices, progress, task=f"Decoding {root.name}")
-
-
-def run_logits(
-    runner: Runner, images: PreparedImages, batch_size: int = 64, progress: ProgressFn | None = None, task: str = ""
-) -> np.ndarray:
-    """Logits (N, classes) of an active runner on prepared images, in batches no larger than the runner takes."""
-    if runner.max_batch:
-        batch_size = min(batch_size, runner.max_batch)
-    out = []
-    done = 0
-    for x, _ in images.batches(batch_size):
-        out.append(np.asarray(runner.infer(x), dtype=np.float32))
-        done += len(x)
-        if progress:
-            progress(task or f"Running {runner.name}", done, len(images))
-    return np.concatenate(out) if out else np.empty((0, 0), np.float32)
-
-
-def metrics(logits: np.ndarray, targets: np.ndarray, num_classes: int | None = None) -> dict[str, Any]:
-    """Top-1 and top-5 accuracy in percent, and top-1 per class (percent, ``None`` for an absent class)."""
-    num_classes = num_classes or logits.shape[1]
-    k = min(5, logits.shape[1])
-    top5 = np.argpartition(-logits, k - 1, axis=1)[:, :k]
-    pred = logits.argmax(1)
-    hit1 = pred == targets
-    hit5 = (top5 == targets[:, None]).any(1)
-    per_class: list[float | None] = []
-    for c in range(num_classes):
-        mask = targets == c
-        per_class.append(float(100 * hit1[mask].mean()) if mask.any() else None)
-    return {
-        "num_images": int(len(targets)),
-        "top1": float(100 * hit1.mean()),
-        "top5": float(100 * hit5.mean()),
-        "per_class_top1": per_class,
-    }
-
-
-def compare(logits: np.ndarray, reference_logits: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
-    """How a candidate differs from its reference on the same images: top-1 agreement (percent), top-1/top-5
-    deltas (candidate minus reference, points), per-class top-1 deltas, and the largest logit difference."""
-    if logits.shape != reference_logits.shape:
-        raise DataError(f"Cannot compare logits of shape {logits.shape} with a reference of {reference_logits.shape}.")
-    a, r = metrics(logits, targets), metrics(reference_logits, targets)
-    per_class = [
-        None if x is None or y is None else x - y for x, y in zip(a["per_class_top1"], r["per_class_top1"], strict=True)
-    ]
-    return {
-        "agreement_top1": float(100 * (logits.argmax(1) == reference_logits.argmax(1)).mean()),
-        "top1_delta": a["top1"] - r["top1"],
-        "top5_delta": a["top5"] - r["top5"],
-        "per_class_top1_delta": per_class,
-        "max_abs_logit_diff": float(np.abs(logits - reference_logits).max()) if logits.size else 0.0,
-        "reference_top1": r["top1"],
-        "reference_top5": r["top5"],
-    }
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The accuracy gate: the candidate may lose at most this many points of top-1 and top-5 against FP32."""
-
-    max_top1_drop: float = 0.5
-    max_top5_drop: float = 0.5
-
-    def check(self, comparison: dict[str, Any]) -> GateResult:
-        """Judge a :func:`compare` result."""
-        top1_drop, top5_drop = -comparison["top1_delta"], -comparison["top5_delta"]
-        failures = []
-        if top1_drop > self.max_top1_drop + 1e-9:
-            failures.append(f"top-1 fell {top1_drop:.2f} points (at most {self.max_top1_drop:g} allowed)")
-        if top5_drop > self.max_top5_drop + 1e-9:
-            failures.append(f"top-5 fell {top5_drop:.2f} points (at most {self.max_top5_drop:g} allowed)")
-        return GateResult(
-            passed=not failures,
-            top1_drop=top1_drop,
-            top5_drop=top5_drop,
-            max_top1_drop=self.max_top1_drop,
-            max_top5_drop=self.max_top5_drop,
-            reason="; ".join(failures),
-        )
-
-
-@dataclass
-class GateResult:
-    """The gate's verdict and the drops it judged (points; negative means the candidate did better)."""
-
-    passed: bool
-    top1_drop: float
-    top5_drop: float
-    max_top1_drop: float
-    max_top5_drop: float
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -323,8 +95,8 @@ def evaluate(
         DataError: the data's classes are not the artifact's, or it holds no images.
         ArtifactError / MissingBackendError: the artifact cannot be run here.
     """
+    from alexnet_deploy.backends import runner_for
     from alexnet_deploy.predict import artifact_info
-    from alexnet_deploy.runners import runner_for
 
     info = artifact_info(artifact)
     if images is None:

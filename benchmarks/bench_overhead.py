@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ensure_artifacts  # noqa: E402
 
+from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner  # noqa: E402
 from alexnet_deploy.bench import BenchConfig, BenchTarget, LatencyStats, measure_target  # noqa: E402
-from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
 
 
 def bare_loop(session, feed: dict, seconds: float) -> list[float]:

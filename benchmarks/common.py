@@ -19,9 +19,9 @@ def ensure_checkpoint(name: str, work: Path, seed: int = 0) -> Path:
     """A checkpoint in our format with seeded random weights (needs torch and this package only)."""
     import torch
 
-    from alexnet_deploy.checkpoint import save_checkpoint
-    from alexnet_deploy.data import Preprocessing
-    from alexnet_deploy.models import build_model
+    from alexnet_deploy.core.checkpoint import save_checkpoint
+    from alexnet_deploy.core.data import Preprocessing
+    from alexnet_deploy.core.models import build_model
 
     work.mkdir(parents=True, exist_ok=True)
     ckpt = work / f"{name}.pt"
@@ -58,7 +58,7 @@ def ensure_artifacts(name: str, work: Path, seed: int = 0) -> dict[str, Path]:
     if name == "alexnet_paper":
         path = work / f"{name}.fp32_decomposed_lrn.onnx"
         if not path.exists():
-            from alexnet_deploy.checkpoint import load_model
+            from alexnet_deploy.core.checkpoint import load_model
 
             model = load_model(ckpt).model
             batch = torch.export.Dim("batch", min=1, max=256)
@@ -80,7 +80,7 @@ def load_images(n_cal: int, n_val: int) -> tuple[np.ndarray, np.ndarray]:
     """Preprocessed real photos (imagenette-10, 224 px): ``n_cal`` train images and ``n_val`` val images."""
     import torch
 
-    from alexnet_deploy.data import ImageFolderDataset, eval_transform
+    from alexnet_deploy.core.data import ImageFolderDataset, eval_transform
 
     def take(split: str, n: int) -> np.ndarray:
         ds = ImageFolderDataset(IMAGENETTE / split, transform=eval_transform())

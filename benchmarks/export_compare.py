@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 from alexnet_deploy.bench import BenchConfig, BenchTarget, machine_info, run_benchmark
-from alexnet_deploy.manifest import library_versions, write_json_atomic
-from alexnet_deploy.models import build_model, profile_model
-from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+from alexnet_deploy.core.manifest import library_versions, write_json_atomic
+from alexnet_deploy.core.models import build_model, profile_model
 from export import build_onnx, check_parity
 
 OURS, DEFAULT = "ours (native LRN)", "default exporter"
@@ -51,7 +51,7 @@ def _op_times(data: bytes, image_size: int, batch: int = 32, runs: int = 3) -> d
     """Milliseconds per run spent in each op type, from ONNX Runtime's profiler (one session, ``runs`` runs)."""
     import onnxruntime as ort
 
-    from alexnet_deploy.runners.onnxruntime_runner import session_options
+    from alexnet_deploy.backends.onnxruntime import session_options
 
     with tempfile.TemporaryDirectory() as tmp:
         opts = session_options()

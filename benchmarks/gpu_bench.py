@@ -34,13 +34,13 @@ def gpu_or_exit() -> str:
 
 def tensorrt_plans(art: dict[str, Path], work: Path, name: str, log) -> list[Path]:
     """FP32 and FP16 plans (and INT8 from a speed-only Q/DQ graph) where TensorRT is usable; [] otherwise."""
-    from alexnet_deploy.system import tensorrt_status
+    from alexnet_deploy.core.system import tensorrt_status
 
     status = tensorrt_status()
     if not status["usable"]:
         log(f"TensorRT skipped: {status['reason']}")
         return []
-    from alexnet_deploy.engines.tensorrt import TensorRTBuildOptions, build_plan
+    from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions, build_plan
 
     options = TensorRTBuildOptions(min_batch=1, opt_batch=8, max_batch=32, timing_cache=work / "timing.cache")
     sources = {"fp32": art["fp32"], "fp16": art["fp16"]}
@@ -91,7 +91,7 @@ def quantize_trt_form(fp32: Path, out: Path) -> None:
         op_types_to_quantize=["Conv", "Gemm"],
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
     )
-    from alexnet_deploy.manifest import load_manifest, save_manifest
+    from alexnet_deploy.core.manifest import load_manifest, save_manifest
 
     manifest = load_manifest(fp32)
     manifest.precision = "int8"

@@ -81,7 +81,7 @@ run() {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "gpu: $GPU_NAME"
   nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader 2>/dev/null || true
-  "$PYTHON" -c 'from alexnet_deploy.manifest import library_versions as v; print(v())' 2>/dev/null || true
+  "$PYTHON" -c 'from alexnet_deploy.core.manifest import library_versions as v; print(v())' 2>/dev/null || true
 } >"$OUT/environment.txt"
 
 if [[ "${GPU_CHECK_DRY_RUN:-0}" == 1 ]] || "$PYTHON" -c 'import pytest' 2>/dev/null; then

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ensure_artifacts, load_images, ratio_table  # noqa: E402
 
+from alexnet_deploy.backends.base import Runner  # noqa: E402
 from alexnet_deploy.bench import BenchConfig, BenchTarget, measure_ceiling, run_benchmark  # noqa: E402
-from alexnet_deploy.runners.base import Runner  # noqa: E402
 
 
 class OrtVariant(Runner):
@@ -40,7 +40,7 @@ class OrtVariant(Runner):
     def activate_impl(self) -> None:
         import onnxruntime as ort
 
-        from alexnet_deploy.runners.onnxruntime_runner import session_options
+        from alexnet_deploy.backends.onnxruntime import session_options
 
         opts = session_options(self.changes.pop("intra_threads", self.threads))
         for key, value in self.changes.items():
@@ -212,9 +212,9 @@ def tuning_variants(name: str, work: Path, cal: np.ndarray) -> dict[str, tuple[P
 def measure_variants(name, variants, work, batches, duration_s, threads, ceiling, progress=None, torch_compile=False):
     """One interleaved run of the variants and PyTorch eager FP32 (the baseline) on ``threads`` threads
     (and ``torch.compile`` FP32 with ``torch_compile``)."""
-    from alexnet_deploy.checkpoint import load_model
-    from alexnet_deploy.models import profile_model
-    from alexnet_deploy.runners.torch_runner import TorchRunner
+    from alexnet_deploy.backends.pytorch import TorchRunner
+    from alexnet_deploy.core.checkpoint import load_model
+    from alexnet_deploy.core.models import profile_model
 
     loaded = load_model(ensure_artifacts(name, work)["ckpt"])
     flops = float(profile_model(loaded.model).flops)

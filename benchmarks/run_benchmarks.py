@@ -34,7 +34,7 @@ import ort_tuning  # noqa: E402
 from common import REPO, load_images, ratio_table  # noqa: E402
 
 from alexnet_deploy.bench import machine_info, measure_ceiling  # noqa: E402
-from alexnet_deploy.manifest import library_versions  # noqa: E402
+from alexnet_deploy.core.manifest import library_versions  # noqa: E402
 
 DOC = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Inference latency and throughput"
@@ -241,7 +241,7 @@ BEGIN, END = "<!-- run_benchmarks.py: begin -->", "<!-- run_benchmarks.py: end -
 def write_section(generated: str) -> None:
     """Put the generated figures between the markers in the section (the written analysis around them stays);
     without markers, the section's body is replaced by them. Atomic."""
-    from alexnet_deploy.manifest import write_bytes_atomic
+    from alexnet_deploy.core.manifest import write_bytes_atomic
 
     text = DOC.read_text()
     block = f"{BEGIN}\n{generated.strip()}\n{END}"

@@ -23,7 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from alexnet_deploy.manifest import library_versions
+from alexnet_deploy.core.manifest import library_versions
 from train.config import parse_overrides, resolve_config
 from train.distributed import DistContext, resolve_devices
 from train.engine import build_dataloaders, build_model, build_optimizer, place_model, train_one_epoch

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.data import Preprocessing
-from alexnet_deploy.errors import ArtifactError, ConfigError
-from alexnet_deploy.manifest import Manifest, load_manifest, save_manifest, sha256_file
-from alexnet_deploy.verify import PreparedImages, ProgressFn, compare, run_logits
+from alexnet_deploy.core.accuracy import compare, run_logits
+from alexnet_deploy.core.data import Preprocessing
+from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.images import PreparedImages, ProgressFn
+from alexnet_deploy.core.manifest import Manifest, load_manifest, save_manifest, sha256_file
 from calib.cache import CacheKey, RangeCache
 from calib.methods import ALL_METHODS, CalibrationMethod, CalibrationOptions, Ranges, compute_ranges
 from calib.qdq import (
@@ -176,7 +177,7 @@ def _vs_minmax(ranges: Ranges, minmax: Ranges | None, tensors: set[str]) -> dict
 
 
 def _score(candidate_path: Path, images: PreparedImages, fp32_logits: np.ndarray) -> dict[str, float]:
-    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
     with OnnxRuntimeRunner(candidate_path) as runner:
         logits = run_logits(runner, images, 64)
@@ -189,7 +190,7 @@ def _score(candidate_path: Path, images: PreparedImages, fp32_logits: np.ndarray
 
 def fp32_logits(source: SourceModel, images: PreparedImages) -> np.ndarray:
     """The FP32 ONNX's logits on prepared images (ONNX Runtime, CPU)."""
-    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
     with OnnxRuntimeRunner(source.path) as runner:
         return run_logits(runner, images, 64)

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.errors import ArtifactError, ConfigError
-from alexnet_deploy.manifest import atomic_path
+from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.manifest import atomic_path
 from calib.methods import Ranges, ort_method
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_deploy.data import ImageFolderDataset, Preprocessing, split_dir, stratified_indices
-from alexnet_deploy.errors import DataError
-from alexnet_deploy.verify import PreparedImages, ProgressFn, prepare_images
+from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, split_dir, stratified_indices
+from alexnet_deploy.core.errors import DataError
+from alexnet_deploy.core.images import PreparedImages, ProgressFn, prepare_images
 
 log = logging.getLogger(__name__)
 

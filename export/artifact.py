@@ -18,8 +18,8 @@ from typing import Any
 
 import onnx
 
-from alexnet_deploy.errors import ArtifactError
-from alexnet_deploy.manifest import Manifest, atomic_path, sidecar_path, write_json_atomic
+from alexnet_deploy.core.errors import ArtifactError
+from alexnet_deploy.core.manifest import Manifest, atomic_path, sidecar_path, write_json_atomic
 
 __all__ = [
     "INPUT_NAME",

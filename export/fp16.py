@@ -22,9 +22,9 @@ from typing import Any
 
 import onnx
 
-from alexnet_deploy.data import Preprocessing
-from alexnet_deploy.errors import ArtifactError
-from alexnet_deploy.manifest import Manifest, library_versions, load_manifest, sha256_file
+from alexnet_deploy.core.data import Preprocessing
+from alexnet_deploy.core.errors import ArtifactError
+from alexnet_deploy.core.manifest import Manifest, library_versions, load_manifest, sha256_file
 from export.artifact import (
     ExportResult,
     check_output_path,

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from alexnet_deploy import __version__
-from alexnet_deploy.checkpoint import LoadedModel
-from alexnet_deploy.data import Preprocessing
-from alexnet_deploy.errors import ArtifactError, ConfigError
-from alexnet_deploy.manifest import Manifest
+from alexnet_deploy.core.checkpoint import LoadedModel
+from alexnet_deploy.core.data import Preprocessing
+from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.manifest import Manifest
 from export.artifact import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -343,7 +343,7 @@ def export_onnx(
     """Export a checkpoint (ours or a torchvision AlexNet state dict) or a loaded model to ONNX.
 
     Args:
-        source: the checkpoint file, or a :class:`~alexnet_deploy.checkpoint.LoadedModel`.
+        source: the checkpoint file, or a :class:`~alexnet_deploy.core.checkpoint.LoadedModel`.
         out_path: the ONNX file to write; the sidecar goes beside it.
         precision: ``"fp32"`` or ``"fp16"``.
         opset: ONNX opset (default 18).

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet_deploy.data import ImageFolderDataset, Preprocessing, eval_transform, split_dir, stratified_indices
-from alexnet_deploy.errors import ArtifactError, ConfigError, GateError
+from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, eval_transform, split_dir, stratified_indices
+from alexnet_deploy.core.errors import ArtifactError, ConfigError, GateError
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Where an export's weights come from: our checkpoint, a torchvision AlexNet state dict, an in-memory
-:class:`~alexnet_deploy.checkpoint.LoadedModel`, or (with network access) torchvision's pretrained entry."""
+:class:`~alexnet_deploy.core.checkpoint.LoadedModel`, or (with network access) torchvision's pretrained entry."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from alexnet_deploy.checkpoint import LoadedModel, load_model
-from alexnet_deploy.data import Preprocessing
-from alexnet_deploy.errors import CheckpointError, ConfigError
-from alexnet_deploy.manifest import sha256_file
+from alexnet_deploy.core.checkpoint import LoadedModel, load_model
+from alexnet_deploy.core.data import Preprocessing
+from alexnet_deploy.core.errors import CheckpointError, ConfigError
+from alexnet_deploy.core.manifest import sha256_file
 
 __all__ = ["load_source", "load_torchvision_weights"]
 

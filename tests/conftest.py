@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     needs_gpu = [i for i in items if "gpu" in i.keywords or "tensorrt" in i.keywords]
     if not needs_gpu:
         return
-    from alexnet_deploy.system import probe_gpus, tensorrt_status
+    from alexnet_deploy.core.system import probe_gpus, tensorrt_status
 
     gpus, how = probe_gpus()
     trt = tensorrt_status() if any("tensorrt" in i.keywords for i in needs_gpu) else None

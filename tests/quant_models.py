@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from alexnet_deploy.data import ImageFolderDataset, Preprocessing, class_names, eval_transform
-from alexnet_deploy.models import alexnet_paper
+from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, class_names, eval_transform
+from alexnet_deploy.core.models import alexnet_paper
 
 IMAGE_SIZE = 64
 PREPROCESSING = Preprocessing.for_crop(IMAGE_SIZE)

@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 import calib.pipeline
 from alexnet_deploy.build import BuildGateError, build, default_output, resolve_backend
 from alexnet_deploy.cli.main import app
-from alexnet_deploy.errors import MissingBackendError
-from alexnet_deploy.manifest import load_manifest, sha256_file
-from alexnet_deploy.verify import Gate, evaluate
+from alexnet_deploy.core.accuracy import Gate
+from alexnet_deploy.core.errors import MissingBackendError
+from alexnet_deploy.core.manifest import load_manifest, sha256_file
+from alexnet_deploy.verify import evaluate
 from calib import describe_qdq
 
 runner = CliRunner()
@@ -175,7 +176,7 @@ def test_bad_inputs_are_one_sentence_and_write_nothing(fp32_onnx, tiny20, imagen
 
 
 def test_backend_resolution(monkeypatch):
-    import alexnet_deploy.system as system
+    import alexnet_deploy.core.system as system
 
     monkeypatch.setattr(system, "tensorrt_status", lambda: {"usable": False, "reason": "no NVIDIA GPU was found"})
     backend, reason = resolve_backend("auto")
@@ -191,11 +192,11 @@ def test_backend_resolution(monkeypatch):
 def test_tensorrt_branch_builds_the_tensorrt_form_and_records_the_plan(fp32_onnx, tiny20, tmp_path, monkeypatch):
     """The TensorRT path's control flow with a stand-in build_plan (the 'plan' is the Q/DQ ONNX itself, run by
     ONNX Runtime): TensorRT itself is not available here."""
-    import alexnet_deploy.engines.tensorrt as trt_engine
-    import alexnet_deploy.runners as runners
-    import alexnet_deploy.system as system
-    from alexnet_deploy.engines.tensorrt import TensorRTBuildOptions
-    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+    import alexnet_deploy.backends as runners
+    import alexnet_deploy.backends.tensorrt.build as trt_engine
+    import alexnet_deploy.core.system as system
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
+    from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions
 
     seen = {}
 

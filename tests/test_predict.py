@@ -7,12 +7,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from alexnet_deploy.checkpoint import save_checkpoint
+from alexnet_deploy.backends import runner_for
 from alexnet_deploy.cli.main import app
-from alexnet_deploy.data import ImageFolderDataset, Preprocessing, class_names, eval_transform
-from alexnet_deploy.models import alexnet_paper
+from alexnet_deploy.core.checkpoint import save_checkpoint
+from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, class_names, eval_transform
+from alexnet_deploy.core.models import alexnet_paper
 from alexnet_deploy.predict import artifact_info, predict_files, softmax
-from alexnet_deploy.runners import runner_for
 
 runner = CliRunner()
 

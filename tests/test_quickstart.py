@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alexnet_deploy.cli.main import app
-from alexnet_deploy.manifest import load_manifest, sha256_file
+from alexnet_deploy.core.manifest import load_manifest, sha256_file
 
 runner = CliRunner()
 

@@ -7,8 +7,8 @@ from quant_models import trained_onnx
 from typer.testing import CliRunner
 
 from alexnet_deploy.cli.main import app
+from alexnet_deploy.core.images import load_eval_images
 from alexnet_deploy.sensitivity import LayerSensitivity, plot_sensitivity, rank_layers
-from alexnet_deploy.verify import load_eval_images
 from calib import calibrate, open_source_model, quantizable_layers
 from calib.pipeline import fp32_logits
 from calib.qdq import TENSORRT_FORM

@@ -8,9 +8,11 @@ from quant_models import trained_onnx
 from typer.testing import CliRunner
 
 from alexnet_deploy.cli.main import app
-from alexnet_deploy.data import ImageFolderDataset, eval_transform, stratified_indices
-from alexnet_deploy.errors import DataError, GateError
-from alexnet_deploy.verify import Gate, compare, evaluate, load_eval_images, metrics, require_pass
+from alexnet_deploy.core.accuracy import Gate, compare, metrics
+from alexnet_deploy.core.data import ImageFolderDataset, eval_transform, stratified_indices
+from alexnet_deploy.core.errors import DataError, GateError
+from alexnet_deploy.core.images import load_eval_images
+from alexnet_deploy.verify import evaluate, require_pass
 
 runner = CliRunner()
 

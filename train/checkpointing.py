@@ -1,6 +1,6 @@
 """Training checkpoints: what a resume needs (optimizer, schedule, epoch, RNG states, config) plus the manifest.
 
-The file format is :mod:`alexnet_deploy.checkpoint`'s (so ``export`` and ``verify`` read it with
+The file format is :mod:`alexnet_deploy.core.checkpoint`'s (so ``export`` and ``verify`` read it with
 ``load_model``); writes are atomic and reads use ``weights_only=True``. Everything stored is a tensor or a plain
 container: RNG states of Python and NumPy are converted to lists and tensors for that reason.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from alexnet_deploy.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, save_checkpoint
-from alexnet_deploy.errors import CheckpointError
-from alexnet_deploy.manifest import Manifest, atomic_path, load_manifest, save_manifest
+from alexnet_deploy.core.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, save_checkpoint
+from alexnet_deploy.core.errors import CheckpointError
+from alexnet_deploy.core.manifest import Manifest, atomic_path, load_manifest, save_manifest
 from train.config import TrainConfig
 
 __all__ = [

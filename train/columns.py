@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_deploy.errors import ConfigError
-from alexnet_deploy.models import AlexNetPaper
+from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.models import AlexNetPaper
 
 __all__ = ["LAYER_MAP", "Column", "TwoColumnAlexNet"]
 

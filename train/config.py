@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.data import Preprocessing
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.core.data import Preprocessing
+from alexnet_deploy.core.errors import ConfigError
 
 __all__ = ["PRESETS", "TrainConfig", "load_config_file", "parse_overrides", "preset", "resolve_config"]
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 from torchvision.transforms import v2
 
-from alexnet_deploy.data import (
+from alexnet_deploy.core.data import (
     IMAGENET_PCA_EIGVAL,
     IMAGENET_PCA_EIGVEC,
     ImageFolderDataset,
@@ -36,7 +36,7 @@ from alexnet_deploy.data import (
     stratified_indices,
     train_transform,
 )
-from alexnet_deploy.errors import ConfigError, DataError
+from alexnet_deploy.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from alexnet_deploy.errors import ConfigError, MissingBackendError
+from alexnet_deploy.core.errors import ConfigError, MissingBackendError
 
 __all__ = ["DistContext", "all_reduce_max", "all_reduce_sum", "init_distributed", "resolve_devices", "shutdown"]
 

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet_deploy.data import ImageFolderDataset, class_names, eval_transform, stratified_indices
-from alexnet_deploy.errors import ConfigError, DataError
-from alexnet_deploy.models import build_model as build_registered_model
+from alexnet_deploy.core.data import ImageFolderDataset, class_names, eval_transform, stratified_indices
+from alexnet_deploy.core.errors import ConfigError, DataError
+from alexnet_deploy.core.models import build_model as build_registered_model
 from train.columns import TwoColumnAlexNet
 from train.config import TrainConfig
 from train.data import (

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from alexnet_deploy.errors import CheckpointError, DataError
-from alexnet_deploy.manifest import load_manifest, save_manifest, write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.errors import CheckpointError, DataError
+from alexnet_deploy.core.manifest import load_manifest, save_manifest, write_bytes_atomic, write_json_atomic
 from train.checkpointing import (
     copy_checkpoint,
     get_rng_state,
@@ -259,7 +259,7 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, hooks: Hooks, wall_start: f
 
 def _ten_crop(cfg: TrainConfig, ctx: DistContext, placed: PlacedModel, data: Data, out: Path, hooks: Hooks):
     """Evaluate best.pt with the paper's 10-crop test and record it in best.pt's manifest."""
-    from alexnet_deploy.checkpoint import read_checkpoint
+    from alexnet_deploy.core.checkpoint import read_checkpoint
 
     barrier(ctx)
     best_state = read_checkpoint(out / "best.pt")["model"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.core.errors import ConfigError
 
 __all__ = ["ConstantSchedule", "PlateauSchedule", "Schedule", "WarmupCosineSchedule", "build_schedule"]
 

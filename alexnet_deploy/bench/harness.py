@@ -14,7 +14,7 @@ The harness measures what trtexec measures and states what it measured:
   device-resident tensors (torch), or the runner's own ``last_device_seconds`` (TensorRT).
 * **Throughput** = images completed / wall time of the timed chunks; with ``concurrency`` N, N threads each keep
   one request in flight (Triton perf_analyzer's concurrency mode) and the latency is what each request waited.
-* **Compute fraction**: FLOPs per image (2 x the multiply-adds of :func:`alexnet_deploy.models.profile_model`)
+* **Compute fraction**: FLOPs per image (2 x the multiply-adds of :func:`alexnet_deploy.core.models.profile_model`)
   x images/s, over a ceiling measured on this machine by :func:`measure_ceiling` (a large ``torch.mm``).
 
 Targets are built from artifact paths in :mod:`alexnet_deploy.bench.targets`.
@@ -41,8 +41,8 @@ from alexnet_deploy.bench.results import (
     compute_fraction,
     describe_target,
 )
-from alexnet_deploy.errors import ConfigError
-from alexnet_deploy.manifest import library_versions
+from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.manifest import library_versions
 
 Clock = Callable[[], float]
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.errors import ConfigError
-from alexnet_deploy.manifest import write_json_atomic
-from alexnet_deploy.runners.base import Runner
+from alexnet_deploy.backends.base import Runner
+from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.manifest import write_json_atomic
 
 SCHEMA = "alexnet-deploy.bench/1"
 

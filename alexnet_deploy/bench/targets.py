@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from alexnet_deploy.backends import artifact_kind
 from alexnet_deploy.bench.results import BenchTarget
-from alexnet_deploy.errors import ArtifactError, ConfigError, MissingBackendError
-from alexnet_deploy.runners import artifact_kind
+from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def parse_spec(text: str) -> TargetSpec:
 
 def _flops(model_info: dict, image_size: int) -> float | None:
     """2 x multiply-adds per image of the model a manifest or checkpoint describes."""
-    from alexnet_deploy.models import build_model, profile_model
+    from alexnet_deploy.core.models import build_model, profile_model
 
     try:
         net = build_model(
@@ -99,7 +99,7 @@ def _onnx_facts(path: Path) -> tuple[str, tuple[int, int, int]]:
 
 
 def _torch_target(model, label: str, device: str, precision: str, compile_: bool, threads, **kw) -> BenchTarget:
-    from alexnet_deploy.runners.torch_runner import TorchRunner
+    from alexnet_deploy.backends.pytorch import TorchRunner
 
     cuda = device.startswith("cuda")
     runner = TorchRunner(
@@ -146,7 +146,7 @@ def _torch_cuda_timer(runner):
 
 def _target_for(spec: TargetSpec, device: str, threads: int | None) -> tuple[BenchTarget, dict | None]:
     """Build one target; also return the model description (for the baseline) where one is known."""
-    from alexnet_deploy.manifest import load_manifest
+    from alexnet_deploy.core.manifest import load_manifest
 
     kind = artifact_kind(spec.path)  # ArtifactError when missing or of an unknown kind
     backend = spec.backend or _KIND_BACKEND[kind]
@@ -158,8 +158,8 @@ def _target_for(spec: TargetSpec, device: str, threads: int | None) -> tuple[Ben
         raise ConfigError(f"fp16/compile options apply to checkpoints; {spec.path.name} carries its own precision.")
     manifest = load_manifest(spec.path, required=False)
     if kind == "checkpoint":
-        from alexnet_deploy.checkpoint import load_model
-        from alexnet_deploy.models import profile_model
+        from alexnet_deploy.core.checkpoint import load_model
+        from alexnet_deploy.core.models import profile_model
 
         loaded = load_model(spec.path)
         size = loaded.preprocessing.crop
@@ -179,7 +179,7 @@ def _target_for(spec: TargetSpec, device: str, threads: int | None) -> tuple[Ben
         return target, {"arch": loaded.arch, "model": loaded.model, "size": size}
     model_info = manifest.model if manifest else {}
     if kind == "onnx":
-        from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+        from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
         precision, chw = _onnx_facts(spec.path)
         providers = ["CPUExecutionProvider"]
@@ -190,7 +190,7 @@ def _target_for(spec: TargetSpec, device: str, threads: int | None) -> tuple[Ben
     else:
         if not device.startswith("cuda"):
             raise MissingBackendError(f"{spec.path.name} is a TensorRT plan and needs --device cuda and a GPU.")
-        from alexnet_deploy.runners.tensorrt_runner import TensorRTRunner
+        from alexnet_deploy.backends.tensorrt.runner import TensorRTRunner
 
         runner = TensorRTRunner(spec.path, device=int(device.partition(":")[2] or 0))
         precision = runner.precision
@@ -225,10 +225,10 @@ def _baseline_model(info: dict):
         # TorchRunner converts its module in place (device, dtype): each target needs its own copy.
         return copy.deepcopy(info["model"]), ""
     if "checkpoint" in info:
-        from alexnet_deploy.checkpoint import load_model
+        from alexnet_deploy.core.checkpoint import load_model
 
         return load_model(info["checkpoint"]).model, f"weights from {info['checkpoint']}"
-    from alexnet_deploy.models import build_model
+    from alexnet_deploy.core.models import build_model
 
     arch = info["arch"]
     model = build_model(
@@ -299,7 +299,7 @@ def build_targets(
         for added, (label, precision, compile_) in enumerate(missing):
             model, note = _baseline_model(model_info)
             size = model_info["size"]
-            from alexnet_deploy.models import profile_model
+            from alexnet_deploy.core.models import profile_model
 
             targets.insert(  # baselines first, in the order wanted
                 added,

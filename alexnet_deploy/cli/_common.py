@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from alexnet_deploy.errors import AlexNetDeployError
+from alexnet_deploy.core.errors import AlexNetDeployError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy.cli._common import console, handle_errors
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.core.errors import ConfigError
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

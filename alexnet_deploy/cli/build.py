@@ -125,12 +125,12 @@ def build(
     Calibrates (INT8) or converts (FP16), compiles for TensorRT or ONNX Runtime, and checks the engine against
     the FP32 model on --eval-data. A build that fails the accuracy gate writes nothing and exits 1 (--force
     writes it, marked failed in its sidecar, and still exits 1)."""
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeBuildOptions
+    from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions
     from alexnet_deploy.build import BuildGateError
     from alexnet_deploy.build import build as run_build
     from alexnet_deploy.cli._progress import progress_bars
-    from alexnet_deploy.engines.onnxruntime import OnnxRuntimeBuildOptions
-    from alexnet_deploy.engines.tensorrt import TensorRTBuildOptions
-    from alexnet_deploy.verify import Gate
+    from alexnet_deploy.core.accuracy import Gate
     from calib import CalibrationOptions
 
     trt_options = TensorRTBuildOptions(

@@ -20,7 +20,7 @@ def doctor(
     from rich.markup import escape
     from rich.table import Table
 
-    from alexnet_deploy.system import system_report
+    from alexnet_deploy.core.system import system_report
 
     report = system_report()
     if as_json:

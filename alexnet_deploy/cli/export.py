@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy.cli._common import console, err_console, handle_errors, print_json
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.core.errors import ConfigError
 
 
 class Precision(str, Enum):

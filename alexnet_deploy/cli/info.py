@@ -21,7 +21,7 @@ def info(
     """Show each layer's output shape, parameters and multiply-adds, the totals, and the conv/FC shares."""
     from rich.table import Table
 
-    from alexnet_deploy.models import build_model, profile_model
+    from alexnet_deploy.core.models import build_model, profile_model
 
     net = build_model(model, num_classes=num_classes, width=width, columns=columns)
     prof = profile_model(net, image_size=image_size, name=model)

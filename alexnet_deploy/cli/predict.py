@@ -21,8 +21,8 @@ def predict(
     """Print the top classes with names and probabilities for each image, using the preprocessing recorded in the
     artifact's manifest. An unreadable image gets its own error line and the rest still run; the exit code is 1
     if any image failed."""
+    from alexnet_deploy.backends import runner_for
     from alexnet_deploy.predict import artifact_info, predict_files
-    from alexnet_deploy.runners import runner_for
 
     info = artifact_info(artifact)
     with runner_for(artifact, threads=threads) as runner:

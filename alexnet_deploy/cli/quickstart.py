@@ -43,7 +43,7 @@ def quickstart(
     """
     from alexnet_deploy.cli._progress import progress_bars
     from alexnet_deploy.cli.train import _progress_hooks
-    from alexnet_deploy.errors import ConfigError
+    from alexnet_deploy.core.errors import ConfigError
     from alexnet_deploy.quickstart import QuickstartOptions, run_quickstart
 
     try:

@@ -106,7 +106,7 @@ def train(
     Options resolve in layers: the preset (or the resumed checkpoint's recipe), then --config, then --set,
     then the named options. Under torchrun every process runs this command; rank 0 writes the files.
     """
-    from alexnet_deploy.errors import ConfigError
+    from alexnet_deploy.core.errors import ConfigError
     from train.checkpointing import load_resume_checkpoint
     from train.config import parse_overrides, resolve_config
     from train.loop import fit

@@ -64,7 +64,8 @@ def verify(
 
     With --reference also top-1 agreement with it, per-class deltas and the accuracy gate (exit 1 on failure)."""
     from alexnet_deploy.cli._progress import progress_bars
-    from alexnet_deploy.verify import Gate, evaluate, require_pass
+    from alexnet_deploy.core.accuracy import Gate
+    from alexnet_deploy.verify import evaluate, require_pass
 
     with progress_bars(not as_json) as progress:
         report = evaluate(

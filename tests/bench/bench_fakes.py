@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from alexnet_deploy.runners.base import Runner
+from alexnet_deploy.backends.base import Runner
 
 
 class FakeClock:

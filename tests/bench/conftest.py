@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet_deploy.checkpoint import save_checkpoint
-from alexnet_deploy.data import Preprocessing
-from alexnet_deploy.manifest import Manifest, save_manifest
-from alexnet_deploy.models import build_model
+from alexnet_deploy.core.checkpoint import save_checkpoint
+from alexnet_deploy.core.data import Preprocessing
+from alexnet_deploy.core.manifest import Manifest, save_manifest
+from alexnet_deploy.core.models import build_model
 
 ARCH = {"name": "alexnet", "num_classes": 10, "width": 0.25, "columns": 1}
 

@@ -4,7 +4,7 @@ import pytest
 from bench_fakes import FakeClock, ScriptedRunner
 
 from alexnet_deploy.bench import BenchConfig, BenchTarget, run_benchmark, save_plot
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.core.errors import ConfigError
 
 
 def test_plot_is_a_png(tmp_path):

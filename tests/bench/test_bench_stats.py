@@ -16,7 +16,7 @@ from alexnet_deploy.bench import (
     LatencyStats,
     run_benchmark,
 )
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.core.errors import ConfigError
 
 
 def test_latency_stats_match_known_percentiles():

@@ -26,7 +26,7 @@ def test_wrong_arguments_get_usage_and_exit_2(args):
 
 
 def test_refuses_without_a_gpu_in_one_sentence(tmp_path):
-    from alexnet_deploy.system import probe_gpus
+    from alexnet_deploy.core.system import probe_gpus
 
     if probe_gpus()[0]:
         pytest.skip("this machine has a GPU")

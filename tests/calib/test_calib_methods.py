@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.core.errors import ConfigError
 from calib.methods import CalibrationMethod, CalibrationOptions, Ranges, compute_ranges
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet_deploy.data import ImageFolderDataset, Preprocessing, eval_transform
-from alexnet_deploy.errors import DataError
+from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, eval_transform
+from alexnet_deploy.core.errors import DataError
 from calib.reader import ImageReader, load_calibration_data, split_calibration
 
 PRE = Preprocessing.for_crop(64)
@@ -69,7 +69,7 @@ def test_empty_and_non_image_folders_are_refused(tmp_path):
 
 
 def test_image_reader_on_tensor_pixels():
-    from alexnet_deploy.verify import PreparedImages
+    from alexnet_deploy.core.images import PreparedImages
 
     pixels = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8).numpy()
     images = PreparedImages(pixels, np.zeros(5, np.int64), Preprocessing(resize=8, crop=8), ["a"], Path("."))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alexnet_deploy.checkpoint import save_checkpoint
-from alexnet_deploy.data import Preprocessing
-from alexnet_deploy.models import alexnet, alexnet_paper
+from alexnet_deploy.core.checkpoint import save_checkpoint
+from alexnet_deploy.core.data import Preprocessing
+from alexnet_deploy.core.models import alexnet, alexnet_paper
 
 PAPER_CLASSES = [f"class-{i}" for i in range(10)]
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from alexnet_deploy.checkpoint import save_checkpoint
 from alexnet_deploy.cli.main import app
-from alexnet_deploy.models import alexnet_paper
+from alexnet_deploy.core.checkpoint import save_checkpoint
+from alexnet_deploy.core.models import alexnet_paper
 
 runner = CliRunner()
 

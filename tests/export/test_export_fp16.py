@@ -5,8 +5,8 @@ import onnx
 import pytest
 import torch
 
-from alexnet_deploy.errors import ArtifactError
-from alexnet_deploy.manifest import load_manifest, sha256_file
+from alexnet_deploy.core.errors import ArtifactError
+from alexnet_deploy.core.manifest import load_manifest, sha256_file
 from export import convert_fp16, ort_cpu_fp16_kernels
 from export.parity import ort_session
 

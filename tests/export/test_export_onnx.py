@@ -7,10 +7,10 @@ import onnx
 import pytest
 import torch
 
-from alexnet_deploy.checkpoint import load_model
-from alexnet_deploy.errors import ConfigError
-from alexnet_deploy.manifest import load_manifest, sha256_file
-from alexnet_deploy.models import alexnet_paper
+from alexnet_deploy.core.checkpoint import load_model
+from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.manifest import load_manifest, sha256_file
+from alexnet_deploy.core.models import alexnet_paper
 from export import build_onnx, export_onnx, read_metadata
 from export.lrn import count_lrn_layers, native_lrn
 from export.parity import ort_session

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet_deploy.errors import ConfigError, DataError, GateError
+from alexnet_deploy.core.errors import ConfigError, DataError, GateError
 from export import compare_logits, export_model, parity_inputs
 
 

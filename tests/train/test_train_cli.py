@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from alexnet_deploy.checkpoint import load_model
 from alexnet_deploy.cli.main import app
+from alexnet_deploy.core.checkpoint import load_model
 
 runner = CliRunner()
 SMALL = [

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alexnet_deploy.errors import CheckpointError, ConfigError
-from alexnet_deploy.models import alexnet_paper
+from alexnet_deploy.core.errors import CheckpointError, ConfigError
+from alexnet_deploy.core.models import alexnet_paper
 from train.columns import TwoColumnAlexNet
 
 
@@ -76,7 +76,7 @@ def test_only_a_grouped_paper_network_splits():
 
 
 def test_training_on_two_columns_writes_a_checkpoint_the_grouped_model_loads(tmp_path, tiny20):
-    from alexnet_deploy.checkpoint import load_model
+    from alexnet_deploy.core.checkpoint import load_model
     from train.config import resolve_config
     from train.loop import fit
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from alexnet_deploy.errors import ConfigError
+from alexnet_deploy.core.errors import ConfigError
 from train.config import TrainConfig, parse_overrides, preset, resolve_config
 
 

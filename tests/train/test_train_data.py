@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from alexnet_deploy.data import ImageFolderDataset, Preprocessing, eval_transform, stratified_indices
+from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, eval_transform, stratified_indices
 from train.data import MemoryImageSet, MemoryLoader, TensorAugment, ten_crop_batch
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from alexnet_deploy.data import make_synthetic_imagefolder
+from alexnet_deploy.core.data import make_synthetic_imagefolder
 from train.config import TrainConfig, resolve_config
 from train.distributed import DistContext, all_reduce_sum, init_distributed
 from train.engine import build_model

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from alexnet_deploy.checkpoint import load_model, read_checkpoint
-from alexnet_deploy.errors import CheckpointError
-from alexnet_deploy.manifest import load_manifest
+from alexnet_deploy.core.checkpoint import load_model, read_checkpoint
+from alexnet_deploy.core.errors import CheckpointError
+from alexnet_deploy.core.manifest import load_manifest
 from train.checkpointing import get_rng_state, load_resume_checkpoint, set_rng_state
 from train.config import resolve_config
 from train.loop import Hooks, fit

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torchvision
 
-from alexnet_deploy.errors import ConfigError
-from alexnet_deploy.models import (
+from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.models import (
     AlexNetPaper,
     alexnet,
     alexnet_paper,

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 
-from alexnet_deploy.manifest import library_versions
+from alexnet_deploy.core.manifest import library_versions
 
 _TORCH_GPU_PROBE = """
 import json, torch

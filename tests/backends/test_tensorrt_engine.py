@@ -16,8 +16,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from alexnet_deploy.engines import tensorrt as trt_engine
-from alexnet_deploy.engines.tensorrt import (
+from alexnet_deploy.backends import runner_for
+from alexnet_deploy.backends.tensorrt import build as trt_engine
+from alexnet_deploy.backends.tensorrt import runner as trt_runner
+from alexnet_deploy.backends.tensorrt.build import (
     TensorRTBuildOptions,
     build_plan,
     dtype_name,
@@ -25,12 +27,10 @@ from alexnet_deploy.engines.tensorrt import (
     network_flags,
     onnx_image_input,
 )
-from alexnet_deploy.errors import AlexNetDeployError, ArtifactError, ConfigError, MissingBackendError
-from alexnet_deploy.manifest import Manifest, save_manifest
-from alexnet_deploy.runners import runner_for
-from alexnet_deploy.runners import tensorrt_runner as trt_runner
-from alexnet_deploy.runners.tensorrt_runner import TensorRTRunner, check_batch, check_plan_compatible
-from alexnet_deploy.system import GPU
+from alexnet_deploy.backends.tensorrt.runner import TensorRTRunner, check_batch, check_plan_compatible
+from alexnet_deploy.core.errors import AlexNetDeployError, ArtifactError, ConfigError, MissingBackendError
+from alexnet_deploy.core.manifest import Manifest, save_manifest
+from alexnet_deploy.core.system import GPU
 
 TENSORRT_INSTALLED = importlib.util.find_spec("tensorrt") is not None
 L40S = GPU("NVIDIA L40S", "8.9")
@@ -305,7 +305,7 @@ def built_plan(tmp_path: Path, onnx_path: Path, **kwargs) -> tuple[Path, dict]:
 
 @pytest.mark.tensorrt
 def test_trt_real_plan_matches_onnxruntime(tmp_path):
-    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
     model = small_onnx(tmp_path / "small.onnx")
     cache, report = tmp_path / "timing.cache", tmp_path / "layers.json"
@@ -333,7 +333,7 @@ def test_trt_real_plan_matches_onnxruntime(tmp_path):
 def test_trt_real_fp16_graph_is_built_as_fp16(tmp_path):
     from onnxconverter_common import float16
 
-    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
     fp32 = small_onnx(tmp_path / "small.onnx")
     fp16 = tmp_path / "small16.onnx"

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from alexnet_deploy.errors import DataError
+from alexnet_deploy.core.errors import DataError
 
 log = logging.getLogger(__name__)
 

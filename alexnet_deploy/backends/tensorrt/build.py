@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.errors import ArtifactError, ConfigError, MissingBackendError
-from alexnet_deploy.manifest import atomic_path, write_bytes_atomic, write_json_atomic
-from alexnet_deploy.system import GPU, probe_gpus, tensorrt_status
+from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
+from alexnet_deploy.core.manifest import atomic_path, write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.system import GPU, probe_gpus, tensorrt_status
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def import_tensorrt() -> Any:
 def visible_gpus() -> list[GPU]:
     """The GPUs as CUDA numbers them in this process (``CUDA_VISIBLE_DEVICES`` applied), falling back to the probe.
 
-    A GPU's existence is first confirmed by :func:`alexnet_deploy.system.probe_gpus` in a child process, so this
+    A GPU's existence is first confirmed by :func:`alexnet_deploy.core.system.probe_gpus` in a child process, so this
     never initialises CUDA on a machine without one.
 
     Raises:

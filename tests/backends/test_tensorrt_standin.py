@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 from test_tensorrt_engine import small_onnx  # pytest puts this folder on sys.path (rootdir, no __init__)
 
-from alexnet_deploy.engines import tensorrt as trt_engine
-from alexnet_deploy.engines.tensorrt import TensorRTBuildOptions, build_plan
-from alexnet_deploy.errors import ArtifactError, ConfigError
-from alexnet_deploy.system import GPU
+from alexnet_deploy.backends.tensorrt import build as trt_engine
+from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions, build_plan
+from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.system import GPU
 
 
 class _Member:
@@ -358,9 +358,9 @@ def cpu_torch_with_fake_cuda() -> types.ModuleType:
 
 
 def test_standin_runner_flow(tmp_path, monkeypatch):
-    from alexnet_deploy.manifest import Manifest, save_manifest
-    from alexnet_deploy.runners import tensorrt_runner as trt_runner
-    from alexnet_deploy.runners.tensorrt_runner import TensorRTRunner
+    from alexnet_deploy.backends.tensorrt import runner as trt_runner
+    from alexnet_deploy.backends.tensorrt.runner import TensorRTRunner
+    from alexnet_deploy.core.manifest import Manifest, save_manifest
 
     calls: dict = {}
     plan = tmp_path / "m.plan"

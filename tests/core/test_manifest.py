@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from alexnet_deploy.errors import ArtifactError
-from alexnet_deploy.manifest import (
+from alexnet_deploy.core.errors import ArtifactError
+from alexnet_deploy.core.manifest import (
     Manifest,
     atomic_path,
     load_manifest,

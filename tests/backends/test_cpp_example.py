@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_deploy.data import Preprocessing, eval_transform
-from alexnet_deploy.errors import ArtifactError
-from alexnet_deploy.manifest import Manifest, save_manifest
-from alexnet_deploy.runners.tensorrt_runner import check_plan_compatible
-from alexnet_deploy.system import GPU
+from alexnet_deploy.backends.tensorrt.runner import check_plan_compatible
+from alexnet_deploy.core.data import Preprocessing, eval_transform
+from alexnet_deploy.core.errors import ArtifactError
+from alexnet_deploy.core.manifest import Manifest, save_manifest
+from alexnet_deploy.core.system import GPU
 
 CPP = Path(__file__).resolve().parents[2] / "examples" / "cpp"
 CXX = shutil.which("g++") or shutil.which("c++")
@@ -181,8 +181,8 @@ def test_cpp_tool_errors_are_one_line(tmp_path, sidecar_tool):
 def test_cpp_example_builds_and_matches_the_python_runner(tmp_path):
     from test_tensorrt_engine import small_onnx  # pytest puts this folder on sys.path
 
-    from alexnet_deploy.engines.tensorrt import TensorRTBuildOptions, build_plan
-    from alexnet_deploy.runners.tensorrt_runner import TensorRTRunner
+    from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions, build_plan
+    from alexnet_deploy.backends.tensorrt.runner import TensorRTRunner
 
     build = tmp_path / "build"
     configure = subprocess.run([CMAKE, "-S", str(CPP), "-B", str(build)], capture_output=True, text=True, check=False)

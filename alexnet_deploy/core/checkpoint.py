@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from alexnet_deploy.data import Preprocessing
-from alexnet_deploy.errors import CheckpointError
-from alexnet_deploy.manifest import atomic_path
-from alexnet_deploy.models import build_model
+from alexnet_deploy.core.data import Preprocessing
+from alexnet_deploy.core.errors import CheckpointError
+from alexnet_deploy.core.manifest import atomic_path
+from alexnet_deploy.core.models import build_model
 
 CHECKPOINT_FORMAT = "alexnet-deploy-checkpoint"
 CHECKPOINT_VERSION = 1

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.errors import ArtifactError
+from alexnet_deploy.core.errors import ArtifactError
 
 MANIFEST_VERSION = 1
 TRACKED_PACKAGES = ("alexnet-deploy", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt")

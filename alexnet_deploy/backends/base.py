@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from alexnet_deploy.errors import AlexNetDeployError
+from alexnet_deploy.core.errors import AlexNetDeployError
 
 
 class Runner(ABC):

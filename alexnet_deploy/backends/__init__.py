@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alexnet_deploy.errors import ArtifactError, ConfigError
-from alexnet_deploy.runners.base import Runner
+from alexnet_deploy.backends.base import Runner
+from alexnet_deploy.core.errors import ArtifactError, ConfigError
 
 __all__ = ["Runner", "artifact_kind", "runner_for"]
 
@@ -54,7 +54,7 @@ def runner_for(
     Raises:
         ArtifactError / ConfigError: unknown artifact, or a backend that cannot run it.
     """
-    from alexnet_deploy.manifest import load_manifest
+    from alexnet_deploy.core.manifest import load_manifest
 
     kind = artifact_kind(path)
     allowed = {"checkpoint": ("torch",), "onnx": ("onnxruntime",), "plan": ("tensorrt",)}[kind]
@@ -63,15 +63,15 @@ def runner_for(
         raise ConfigError(f"The {backend} backend cannot run {Path(path).name} (a {kind} file); use {allowed[0]}.")
     manifest = load_manifest(path, required=False)
     if kind == "checkpoint":
-        from alexnet_deploy.checkpoint import load_model
-        from alexnet_deploy.runners.torch_runner import TorchRunner
+        from alexnet_deploy.backends.pytorch import TorchRunner
+        from alexnet_deploy.core.checkpoint import load_model
 
         loaded = load_model(path)
         return TorchRunner(loaded.model, device=device, precision=precision or "fp32", compile=compile, threads=threads)
     if kind == "onnx":
-        from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+        from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(path, threads=threads, precision=manifest.precision if manifest else "fp32")
-    from alexnet_deploy.runners.tensorrt_runner import TensorRTRunner
+    from alexnet_deploy.backends.tensorrt.runner import TensorRTRunner
 
     return TensorRTRunner(path)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from alexnet_deploy.errors import AlexNetDeployError, ArtifactError, ConfigError
-from alexnet_deploy.runners import artifact_kind, runner_for
-from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
-from alexnet_deploy.runners.torch_runner import TorchRunner
+from alexnet_deploy.backends import artifact_kind, runner_for
+from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
+from alexnet_deploy.backends.pytorch import TorchRunner
+from alexnet_deploy.core.errors import AlexNetDeployError, ArtifactError, ConfigError
 
 
 class TinyNet(torch.nn.Module):

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torchvision
 
-from alexnet_deploy.checkpoint import checkpoint_info, load_model, save_checkpoint
-from alexnet_deploy.data import Preprocessing
-from alexnet_deploy.errors import CheckpointError
-from alexnet_deploy.models import alexnet_paper
+from alexnet_deploy.core.checkpoint import checkpoint_info, load_model, save_checkpoint
+from alexnet_deploy.core.data import Preprocessing
+from alexnet_deploy.core.errors import CheckpointError
+from alexnet_deploy.core.models import alexnet_paper
 
 
 def test_roundtrip_of_our_checkpoint(tmp_path):

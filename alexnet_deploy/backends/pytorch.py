@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet_deploy.errors import MissingBackendError
-from alexnet_deploy.runners.base import Runner
+from alexnet_deploy.backends.base import Runner
+from alexnet_deploy.core.errors import MissingBackendError
 
 
 class TorchRunner(Runner):

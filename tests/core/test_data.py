@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet_deploy.data import (
+from alexnet_deploy.core.data import (
     ImageFolderDataset,
     PCALighting,
     Preprocessing,
@@ -19,7 +19,7 @@ from alexnet_deploy.data import (
     stratified_indices,
     train_transform,
 )
-from alexnet_deploy.errors import DataError
+from alexnet_deploy.core.errors import DataError
 
 
 @pytest.fixture()

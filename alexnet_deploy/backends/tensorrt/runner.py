@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.errors import AlexNetDeployError, ArtifactError, ConfigError, MissingBackendError
-from alexnet_deploy.manifest import load_manifest
-from alexnet_deploy.runners.base import Runner
-from alexnet_deploy.system import GPU, tensorrt_status
+from alexnet_deploy.backends.base import Runner
+from alexnet_deploy.core.errors import AlexNetDeployError, ArtifactError, ConfigError, MissingBackendError
+from alexnet_deploy.core.manifest import load_manifest
+from alexnet_deploy.core.system import GPU, tensorrt_status
 
 log = logging.getLogger(__name__)
 
-# The sidecar's dtype names (see alexnet_deploy.engines.tensorrt.DTYPE_NAMES) that torch buffers can hold.
+# The sidecar's dtype names (see alexnet_deploy.backends.tensorrt.build.DTYPE_NAMES) that torch buffers can hold.
 _TORCH_DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int32", "int64", "bool")
 
 
@@ -127,7 +127,7 @@ def check_batch(shape: Sequence[int], min_shape: Sequence[int], max_shape: Seque
 
 
 class TensorRTRunner(Runner):
-    """Runs a ``.plan`` built by :func:`alexnet_deploy.engines.tensorrt.build_plan` on one GPU.
+    """Runs a ``.plan`` built by :func:`alexnet_deploy.backends.tensorrt.build.build_plan` on one GPU.
 
     Args:
         plan_path: the plan; its sidecar (``NAME.plan.json``) must be beside it.
@@ -167,7 +167,7 @@ class TensorRTRunner(Runner):
         status = tensorrt_status()  # child processes: the GPU probe, then tensorrt's version
         if not status["usable"]:
             raise MissingBackendError(f"TensorRT is not usable here: {status['reason']}.")
-        from alexnet_deploy.engines.tensorrt import make_logger, visible_gpus
+        from alexnet_deploy.backends.tensorrt.build import make_logger, visible_gpus
 
         check_plan_compatible(self.engine_facts, str(status["version"]), visible_gpus(), device=self.device)
         data = self.plan_path.read_bytes()
@@ -205,7 +205,7 @@ class TensorRTRunner(Runner):
         min_shape, _, max_shape = engine.get_tensor_profile_shape(self.input_name, 0)
         self._min_shape, self._max_shape = tuple(min_shape), tuple(max_shape)
 
-        from alexnet_deploy.engines.tensorrt import dtype_name
+        from alexnet_deploy.backends.tensorrt.build import dtype_name
 
         dtypes = {}
         for name in (self.input_name, self.output_name):

@@ -4,9 +4,13 @@ import numpy as np
 import onnx
 import pytest
 
-from alexnet_deploy.engines.onnxruntime import OnnxRuntimeBuildOptions, build_onnxruntime_engine, choose_providers
-from alexnet_deploy.errors import MissingBackendError
-from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+from alexnet_deploy.backends.onnxruntime import (
+    OnnxRuntimeBuildOptions,
+    OnnxRuntimeRunner,
+    build_onnxruntime_engine,
+    choose_providers,
+)
+from alexnet_deploy.core.errors import MissingBackendError
 
 
 def _small(path) -> None:
