@@ -22,41 +22,18 @@ import logging
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.vocab import CONCRETE_METHODS, CalibrationMethod
 
 log = logging.getLogger(__name__)
 
 
-class CalibrationMethod(str, Enum):
-    """How a tensor's range is chosen from calibration statistics."""
-
-    MINMAX = "minmax"  # the observed min and max
-    ENTROPY = "entropy"  # the threshold whose int8 histogram is closest (KL divergence) to the float one
-    PERCENTILE = "percentile"  # the given percentile of |x| (99.99 clips the rarest 0.01%)
-
-    @classmethod
-    def parse(cls, name: str | CalibrationMethod) -> CalibrationMethod:
-        """The method called ``name``.
-
-        Raises:
-            ConfigError: an unknown method.
-        """
-        if isinstance(name, CalibrationMethod):
-            return name
-        try:
-            return cls(str(name).lower())
-        except ValueError:
-            choices = ", ".join(m.value for m in cls)
-            raise ConfigError(f"Unknown calibration method '{name}'; choose one of {choices}.") from None
-
-
-ALL_METHODS = (CalibrationMethod.MINMAX, CalibrationMethod.ENTROPY, CalibrationMethod.PERCENTILE)
+ALL_METHODS = CONCRETE_METHODS
 
 
 @dataclass(frozen=True)
@@ -80,6 +57,8 @@ class CalibrationOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
+        if self.method is CalibrationMethod.AUTO:
+            raise ConfigError("A calibration computes ranges with one method; 'auto' only chooses among them.")
         if not 0 < self.percentile <= 100:
             raise ConfigError(f"The percentile must be in (0, 100], got {self.percentile}.")
         if self.num_quantized_bins < 3 or self.num_bins < 2 * self.num_quantized_bins:

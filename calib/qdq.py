@@ -24,40 +24,19 @@ import logging
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.errors import ArtifactError
 from alexnet_deploy.core.manifest import atomic_path
+from alexnet_deploy.core.vocab import QuantTarget
 from calib.methods import Ranges, ort_method
 
 log = logging.getLogger(__name__)
 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
-
-
-class QuantTarget(str, Enum):
-    """Where the Q/DQ ONNX will run: TensorRT (its rules, always) or ONNX Runtime (may use its own form)."""
-
-    TENSORRT = "tensorrt"
-    ONNXRUNTIME = "onnxruntime"
-
-    @classmethod
-    def parse(cls, name: str | QuantTarget) -> QuantTarget:
-        """The target called ``name``.
-
-        Raises:
-            ConfigError: an unknown target.
-        """
-        if isinstance(name, QuantTarget):
-            return name
-        try:
-            return cls(str(name).lower())
-        except ValueError:
-            raise ConfigError(f"Unknown quantization target '{name}'; choose tensorrt or onnxruntime.") from None
 
 
 @dataclass(frozen=True)

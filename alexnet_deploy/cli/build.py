@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
-from alexnet_deploy.cli.calibrate import Method
-
-
-class Backend(str, Enum):
-    auto = "auto"
-    tensorrt = "tensorrt"
-    onnxruntime = "onnxruntime"
-
-
-class HardwareCompat(str, Enum):
-    none = "none"
-    same_compute_capability = "same_compute_capability"
-    ampere_plus = "ampere_plus"
-
+from alexnet_deploy.core.vocab import BackendName, CalibrationMethod, HardwareCompat
 
 TRT = "TensorRT options"
 
@@ -80,14 +66,18 @@ def build(
     calib_data: Annotated[
         Path | None, typer.Option("--calib-data", help="INT8 calibration images: an ImageFolder or a root with train/.")
     ] = None,
-    backend: Annotated[Backend, typer.Option(help="auto: TensorRT if usable here, else ONNX Runtime.")] = Backend.auto,
+    backend: Annotated[
+        BackendName, typer.Option(help="auto: TensorRT if usable here, else ONNX Runtime.")
+    ] = BackendName.AUTO,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Engine file (default beside MODEL).")] = None,
     max_top1_drop: Annotated[float, typer.Option(help="Gate: most top-1 points the engine may lose.")] = 0.5,
     max_top5_drop: Annotated[float, typer.Option(help="Gate: most top-5 points the engine may lose.")] = 0.5,
     force: Annotated[
         bool, typer.Option("--force", help="Write the engine even if the gate fails (marked failed; exit code 1).")
     ] = False,
-    calib_method: Annotated[Method, typer.Option(help="auto compares all three on held-out images.")] = Method.auto,
+    calib_method: Annotated[
+        CalibrationMethod, typer.Option(help="auto compares all three on held-out images.")
+    ] = CalibrationMethod.AUTO,
     num_calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 512,
     holdout_images: Annotated[int, typer.Option(min=0, help="Held-out calibration images (choice, fallback).")] = 1000,
     percentile: Annotated[float, typer.Option(help="Percentile of |x| kept by the percentile method.")] = 99.99,
@@ -113,7 +103,7 @@ def build(
     opt_level: Annotated[int, typer.Option(rich_help_panel=TRT, help="Builder optimisation level 0-5.")] = 3,
     hardware_compat: Annotated[
         HardwareCompat, typer.Option(rich_help_panel=TRT, help="Hardware compatibility level.")
-    ] = HardwareCompat.none,
+    ] = HardwareCompat.NONE,
     version_compatible: Annotated[
         bool, typer.Option(rich_help_panel=TRT, help="Plan loadable by later TensorRT versions.")
     ] = False,

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
-
-
-class Method(str, Enum):
-    auto = "auto"
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-
-
-class Target(str, Enum):
-    tensorrt = "tensorrt"
-    onnxruntime = "onnxruntime"
+from alexnet_deploy.core.vocab import CalibrationMethod, QuantTarget
 
 
 def candidates_table(calibration: dict):
@@ -58,11 +46,12 @@ def calibrate(
         Path | None, typer.Option("--output", "-o", help="Q/DQ ONNX to write (default: MODEL.int8.qdq.onnx).")
     ] = None,
     target: Annotated[
-        Target, typer.Option(help="tensorrt: TensorRT's symmetric int8 form, always; onnxruntime: may use ORT's own.")
-    ] = Target.tensorrt,
+        QuantTarget,
+        typer.Option(help="tensorrt: TensorRT's symmetric int8 form, always; onnxruntime: may use ORT's own."),
+    ] = QuantTarget.TENSORRT,
     method: Annotated[
-        Method, typer.Option(help="auto tries all three and keeps the best on held-out calibration images.")
-    ] = Method.auto,
+        CalibrationMethod, typer.Option(help="auto tries all three and keeps the best on held-out calibration images.")
+    ] = CalibrationMethod.AUTO,
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images, stratified over classes.")] = 512,
     holdout_images: Annotated[int, typer.Option(min=0, help="Held-out images for choosing a method.")] = 1000,
     percentile: Annotated[float, typer.Option(help="Percentile of |x| kept by the percentile method.")] = 99.99,

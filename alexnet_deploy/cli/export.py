@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,16 +9,7 @@ import typer
 
 from alexnet_deploy.cli._common import console, err_console, handle_errors, print_json
 from alexnet_deploy.core.errors import ConfigError
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-
-
-class LRNForm(str, Enum):
-    native = "native"
-    decomposed = "decomposed"
+from alexnet_deploy.core.vocab import LrnForm, Precision
 
 
 @handle_errors
@@ -31,7 +21,7 @@ def export(
     ] = None,
     precision: Annotated[
         Precision, typer.Option(help="fp32, or fp16 (FP16 weights and activations, FP32 inputs and outputs).")
-    ] = Precision.fp32,
+    ] = Precision.FP32,
     opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 18,
     eval_data: Annotated[
         Path | None, typer.Option(help="ImageFolder whose images feed the parity check (else random inputs).")
@@ -53,12 +43,12 @@ def export(
         str | None, typer.Option(help="Refuse a checkpoint of another model (alexnet or alexnet_paper).")
     ] = None,
     lrn: Annotated[
-        LRNForm,
+        LrnForm,
         typer.Option(
             help="native: one ONNX LRN node per layer (TensorRT, INT8); decomposed: Pow/Div/AveragePool, "
             "about twice as fast in ONNX Runtime's CPU EP."
         ),
-    ] = LRNForm.native,
+    ] = LrnForm.NATIVE,
     as_json: Annotated[bool, typer.Option("--json", help="Print the sidecar as JSON.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX with a dynamic batch, named I/O (images -> logits), a native LRN, and a

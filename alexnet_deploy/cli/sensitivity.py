@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
-from alexnet_deploy.cli.calibrate import Target
-
-
-class SingleMethod(str, Enum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
+from alexnet_deploy.core.vocab import CalibrationMethod, QuantTarget
 
 
 @handle_errors
@@ -23,8 +16,10 @@ def sensitivity(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX model (an export, with its .json sidecar).")],
     calib_data: Annotated[Path, typer.Option("--calib-data", help="Calibration images (root with train/ or folder).")],
     eval_data: Annotated[Path, typer.Option("--eval-data", help="Images to measure on (root with val/ or folder).")],
-    method: Annotated[SingleMethod, typer.Option(help="Calibration method.")] = SingleMethod.minmax,
-    target: Annotated[Target, typer.Option(help="Q/DQ form to measure.")] = Target.tensorrt,
+    method: Annotated[
+        CalibrationMethod, typer.Option(help="Calibration method (not auto).")
+    ] = CalibrationMethod.MINMAX,
+    target: Annotated[QuantTarget, typer.Option(help="Q/DQ form to measure.")] = QuantTarget.TENSORRT,
     num_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 512,
     limit: Annotated[int, typer.Option(min=1, help="Evaluation images (stratified).")] = 1000,
     plot: Annotated[Path | None, typer.Option(help="Save a bar chart (PNG) here.")] = None,

@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from alexnet_deploy.core.errors import ConfigError
-from calib.methods import CalibrationMethod, CalibrationOptions, Ranges, compute_ranges
+from calib.methods import ALL_METHODS, CalibrationMethod, CalibrationOptions, Ranges, compute_ranges
 
 
 def small_relu_net(path) -> list[str]:
@@ -145,7 +145,7 @@ class RaggedReader(RandomReader):
         return batch
 
 
-@pytest.mark.parametrize("method", list(CalibrationMethod))
+@pytest.mark.parametrize("method", ALL_METHODS)
 @pytest.mark.parametrize("images", [1, 33, 47, 450])
 def test_every_method_calibrates_image_counts_that_leave_a_short_last_batch(tmp_path, method, images):
     # onnxruntime's histogram collector stacks one collect call's batches; a short last batch beside full ones
