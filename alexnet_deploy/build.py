@@ -30,8 +30,9 @@ import numpy as np
 
 from alexnet_deploy.core.accuracy import Gate, GateResult, compare, metrics
 from alexnet_deploy.core.errors import ConfigError, GateError, MissingBackendError
+from alexnet_deploy.core.files import sha256_file
 from alexnet_deploy.core.images import PreparedImages, ProgressFn, load_eval_images
-from alexnet_deploy.core.manifest import Manifest, save_manifest, sha256_file
+from alexnet_deploy.core.manifest import Manifest, save_manifest
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class _Job:
 
 def _compile(job: _Job, deployable: Path, out: Path) -> dict[str, Any]:
     if job.backend == "tensorrt":
-        from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions, build_plan
+        from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions, build_plan
 
         return build_plan(deployable, out, job.tensorrt_options or TensorRTBuildOptions())
     from alexnet_deploy.backends.onnxruntime import build_onnxruntime_engine
@@ -192,7 +193,7 @@ def build(
         calib_options: :class:`calib.CalibrationOptions` (histogram bins, percentile).
         cache_dir / use_cache: the calibration range cache (default ``MODEL.onnx.calib/``).
         max_fallback_layers: at most this many layers may be left in float to pass the gate (0: no fallback).
-        tensorrt_options: ``alexnet_deploy.backends.tensorrt.build.TensorRTBuildOptions``.
+        tensorrt_options: ``alexnet_deploy.backends.tensorrt.builder.TensorRTBuildOptions``.
         ort_options: :class:`alexnet_deploy.backends.onnxruntime.OnnxRuntimeBuildOptions`.
         eval_limit: evaluate on this many images (stratified) instead of all.
 

@@ -1,4 +1,5 @@
-"""Top-k predictions for image files from any artifact, with the preprocessing its manifest records."""
+"""Top-k predictions for image files from any artifact, with the preprocessing its manifest records
+(:func:`alexnet_deploy.backends.describe_artifact` says what the artifact is)."""
 
 from __future__ import annotations
 
@@ -8,39 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_deploy.backends import Runner, artifact_kind
-from alexnet_deploy.core.data import Preprocessing, eval_transform, load_rgb
-from alexnet_deploy.core.errors import ArtifactError, DataError
-
-
-@dataclass
-class ArtifactInfo:
-    """What running an artifact needs besides the runner: class names and preprocessing."""
-
-    classes: list[str]
-    preprocessing: Preprocessing
-    precision: str = "fp32"
-
-
-def artifact_info(path: str | Path) -> ArtifactInfo:
-    """Classes and preprocessing of a checkpoint (from the checkpoint) or an ONNX/plan (from its sidecar).
-
-    Raises:
-        ArtifactError: an ONNX or plan without a usable manifest.
-    """
-    from alexnet_deploy.core.manifest import load_manifest
-
-    if artifact_kind(path) == "checkpoint":
-        from alexnet_deploy.core.checkpoint import checkpoint_info
-
-        # The runner builds the model; here only its description is needed.
-        info = checkpoint_info(path)
-        return ArtifactInfo(info.classes, info.preprocessing)
-    manifest = load_manifest(path)
-    if not manifest.preprocessing:
-        raise ArtifactError(f"The manifest of {path} records no preprocessing.")
-    classes = manifest.classes or [str(i) for i in range(manifest.num_classes)]
-    return ArtifactInfo(classes, Preprocessing.from_dict(manifest.preprocessing), manifest.precision)
+from alexnet_deploy.backends import Artifact, Runner
+from alexnet_deploy.core.data import eval_transform, load_rgb
+from alexnet_deploy.core.errors import DataError
 
 
 @dataclass
@@ -66,7 +37,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def predict_files(
     runner: Runner,
-    info: ArtifactInfo,
+    info: Artifact,
     paths: Sequence[str | Path],
     top_k: int = 5,
     batch_size: int = 16,
@@ -76,7 +47,7 @@ def predict_files(
     Returns:
         One :class:`Prediction` per path, in the order given.
     """
-    transform = eval_transform(info.preprocessing)
+    transform = eval_transform(info.require_preprocessing())
     results = [Prediction(str(p)) for p in paths]
     ok: list[int] = []
     tensors = []

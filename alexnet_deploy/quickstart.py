@@ -19,7 +19,8 @@ from typing import Any
 
 from alexnet_deploy.core.data import ImageFolderDataset, folder_fingerprint, is_synthetic, make_synthetic_imagefolder
 from alexnet_deploy.core.errors import ConfigError, DataError
-from alexnet_deploy.core.manifest import load_manifest, sha256_file, sha256_text, write_json_atomic
+from alexnet_deploy.core.files import sha256_file, sha256_text, write_json_atomic
+from alexnet_deploy.core.manifest import load_manifest
 from alexnet_deploy.report import write_report
 
 log = logging.getLogger(__name__)
@@ -192,10 +193,12 @@ def _verify(opts, artifacts: list[Path], fp32: Path, data: Path, data_key: str, 
     key = sha256_text(*(sha256_file(a) for a in artifacts), data_key, str(opts.eval_limit))
 
     def do() -> list[dict[str, Any]]:
-        from alexnet_deploy.predict import artifact_info
+        from alexnet_deploy.backends import describe_artifact
 
-        info = artifact_info(fp32)
-        images = load_eval_images(data, info.classes, info.preprocessing, limit=opts.eval_limit, progress=progress)
+        info = describe_artifact(fp32)
+        images = load_eval_images(
+            data, info.classes, info.require_preprocessing(), limit=opts.eval_limit, progress=progress
+        )
         ref = evaluate(fp32, data, images=images, threads=opts.threads, progress=progress)
         rows = []
         for a in artifacts:

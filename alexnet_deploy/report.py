@@ -20,7 +20,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.core.manifest import write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.files import write_bytes_atomic, write_json_atomic
 
 
 def _pct(x: float | None) -> str:

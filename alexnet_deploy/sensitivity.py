@@ -90,7 +90,7 @@ def plot_sensitivity(ranking: list[LayerSensitivity], path: str | Path, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from alexnet_deploy.core.manifest import atomic_path
+    from alexnet_deploy.core.files import atomic_path
 
     order = sorted(ranking, key=lambda r: _layer_order(r.label))
     labels = [r.label for r in order]

@@ -95,15 +95,15 @@ def evaluate(
         DataError: the data's classes are not the artifact's, or it holds no images.
         ArtifactError / MissingBackendError: the artifact cannot be run here.
     """
-    from alexnet_deploy.backends import runner_for
-    from alexnet_deploy.predict import artifact_info
+    from alexnet_deploy.backends import describe_artifact, runner_for
 
-    info = artifact_info(artifact)
+    info = describe_artifact(artifact)
+    preprocessing = info.require_preprocessing()
     if images is None:
-        images = load_eval_images(data, info.classes, info.preprocessing, limit=limit, progress=progress)
-    elif images.preprocessing != info.preprocessing:
+        images = load_eval_images(data, info.classes, preprocessing, limit=limit, progress=progress)
+    elif images.preprocessing != preprocessing:
         raise DataError(f"The prepared images were made with other preprocessing than {Path(artifact).name} needs.")
-    with runner_for(artifact, threads=threads) as runner:
+    with runner_for(info, threads=threads) as runner:
         logits = run_logits(runner, images, batch_size, progress, task=f"Running {Path(artifact).name}")
         name = runner.name
     report = EvalReport(
@@ -119,10 +119,10 @@ def evaluate(
         ref_name = str(reference) if reference is not None else "reference logits"
         ref_runner = ""
         if reference_logits is None:
-            ref_info = artifact_info(reference)
-            if ref_info.preprocessing != info.preprocessing or len(ref_info.classes) != len(info.classes):
+            ref_info = describe_artifact(reference)
+            if ref_info.preprocessing != preprocessing or len(ref_info.classes) != len(info.classes):
                 raise DataError(f"{reference} does not take the same inputs or classes as {artifact}.")
-            with runner_for(reference, threads=threads) as ref:
+            with runner_for(ref_info, threads=threads) as ref:
                 reference_logits = run_logits(ref, images, batch_size, progress, task=f"Running {Path(reference).name}")
                 ref_runner = ref.name
         report.reference = {

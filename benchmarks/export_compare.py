@@ -21,7 +21,8 @@ import torch
 
 from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 from alexnet_deploy.bench import BenchConfig, BenchTarget, machine_info, run_benchmark
-from alexnet_deploy.core.manifest import library_versions, write_json_atomic
+from alexnet_deploy.core.files import write_json_atomic
+from alexnet_deploy.core.manifest import library_versions
 from alexnet_deploy.core.models import build_model, profile_model
 from export import build_onnx, check_parity
 

@@ -40,7 +40,7 @@ def tensorrt_plans(art: dict[str, Path], work: Path, name: str, log) -> list[Pat
     if not status["usable"]:
         log(f"TensorRT skipped: {status['reason']}")
         return []
-    from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions, build_plan
+    from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions, build_plan
 
     options = TensorRTBuildOptions(min_batch=1, opt_batch=8, max_batch=32, timing_cache=work / "timing.cache")
     sources = {"fp32": art["fp32"], "fp16": art["fp16"]}

@@ -241,7 +241,7 @@ BEGIN, END = "<!-- run_benchmarks.py: begin -->", "<!-- run_benchmarks.py: end -
 def write_section(generated: str) -> None:
     """Put the generated figures between the markers in the section (the written analysis around them stays);
     without markers, the section's body is replaced by them. Atomic."""
-    from alexnet_deploy.core.manifest import write_bytes_atomic
+    from alexnet_deploy.core.files import write_bytes_atomic
 
     text = DOC.read_text()
     block = f"{BEGIN}\n{generated.strip()}\n{END}"

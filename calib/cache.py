@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.core.manifest import sha256_text, write_json_atomic
+from alexnet_deploy.core.files import sha256_text, write_json_atomic
 from calib.methods import Ranges
 
 log = logging.getLogger(__name__)

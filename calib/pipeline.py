@@ -5,9 +5,9 @@ call :func:`calibrate`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +19,9 @@ import numpy as np
 from alexnet_deploy.core.accuracy import compare, run_logits
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.files import atomic_path, output_lock, sha256_file, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
-from alexnet_deploy.core.manifest import Manifest, load_manifest, save_manifest, sha256_file
+from alexnet_deploy.core.manifest import Manifest, load_manifest, write_manifest
 from calib.cache import CacheKey, RangeCache
 from calib.methods import ALL_METHODS, CalibrationMethod, CalibrationOptions, Ranges, compute_ranges
 from calib.qdq import (
@@ -188,6 +189,11 @@ def _score(candidate_path: Path, images: PreparedImages, fp32_logits: np.ndarray
     }
 
 
+def _holdout_rank(candidate: Candidate) -> tuple[float, float]:
+    """Candidates are chosen by top-1 agreement with FP32 on the held-out images, then by top-1."""
+    return candidate.holdout["agreement_top1"], candidate.holdout["top1"]
+
+
 def fp32_logits(source: SourceModel, images: PreparedImages) -> np.ndarray:
     """The FP32 ONNX's logits on prepared images (ONNX Runtime, CPU)."""
     from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
@@ -252,68 +258,72 @@ def calibrate(
         ConfigError: an unknown method or target.
     """
     source = open_source_model(model)
-    methods = parse_methods(method)
-    forms = forms_for(target)
-    options = options or CalibrationOptions()
-    choice = len(methods) * len(forms) > 1
-    if data is None:
-        data = load_calibration_data(
-            calib_data,
-            source.preprocessing,
-            num_images=num_images,
-            holdout_images=holdout_images if choice else 0,
-            seed=seed,
-            progress=progress,
-        )
-    if choice and (data.holdout is None or len(data.holdout) == 0):
-        raise ConfigError("Choosing a calibration needs held-out images; the calibration folder is too small.")
-    cache = None if not use_cache else RangeCache(cache_dir) if cache_dir else RangeCache.beside(source.path)
-    graph = load_graph(source.path)
-    needed: set[str] = set()
-    for form in forms:
-        needed |= tensors_to_calibrate(graph, form)
-    reference = fp32_logits(source, data.holdout) if choice else None
+    out = Path(out_path) if out_path is not None else None
+    with output_lock(out) if out is not None else contextlib.nullcontext():
+        methods = parse_methods(method)
+        forms = forms_for(target)
+        options = options or CalibrationOptions()
+        choice = len(methods) * len(forms) > 1
+        if data is None:
+            data = load_calibration_data(
+                calib_data,
+                source.preprocessing,
+                num_images=num_images,
+                holdout_images=holdout_images if choice else 0,
+                seed=seed,
+                progress=progress,
+            )
+        if choice and (data.holdout is None or len(data.holdout) == 0):
+            raise ConfigError("Choosing a calibration needs held-out images; the calibration folder is too small.")
+        cache = None if not use_cache else RangeCache(cache_dir) if cache_dir else RangeCache.beside(source.path)
+        graph = load_graph(source.path)
+        needed: set[str] = set()
+        for form in forms:
+            needed |= tensors_to_calibrate(graph, form)
+        reference = fp32_logits(source, data.holdout) if choice else None
 
-    all_ranges: dict[CalibrationMethod, Ranges] = {}
-    candidates: list[Candidate] = []
-    with tempfile.TemporaryDirectory(prefix="alexnet-deploy-calibrate-") as work:
-        for m in methods:
-            start = time.perf_counter()
-            ranges, status = _ranges_for(source, data, options.with_method(m), needed, cache, progress)
-            all_ranges[m] = ranges
-            seconds = time.perf_counter() - start
-            for form in forms:
-                cand = Candidate(m.value, form.name, status, round(seconds, 2))
-                if choice:
-                    trial = Path(work) / f"{m.value}-{form.name}.onnx"
-                    write_qdq(source.path, trial, ranges, form, exclude=exclude)
-                    cand.holdout = _score(trial, data.holdout, reference)
-                    if progress:
-                        progress("Comparing calibrations", len(candidates) + 1, len(methods) * len(forms))
-                candidates.append(cand)
-        minmax = all_ranges.get(CalibrationMethod.MINMAX)
-        for cand in candidates:
-            form_tensors = tensors_to_calibrate(graph, next(f for f in forms if f.name == cand.form))
-            cand.vs_minmax = _vs_minmax(all_ranges[CalibrationMethod(cand.method)], minmax, form_tensors)
-        best = (
-            max(candidates, key=lambda c: (c.holdout["agreement_top1"], c.holdout["top1"])) if choice else candidates[0]
+        all_ranges: dict[CalibrationMethod, Ranges] = {}
+        candidates: list[Candidate] = []
+        with work_dir(out or source.path, "calibrate") as work:
+            for m in methods:
+                start = time.perf_counter()
+                ranges, status = _ranges_for(source, data, options.with_method(m), needed, cache, progress)
+                all_ranges[m] = ranges
+                seconds = time.perf_counter() - start
+                for form in forms:
+                    cand = Candidate(m.value, form.name, status, round(seconds, 2))
+                    if choice:
+                        trial = Path(work) / f"{m.value}-{form.name}.onnx"
+                        write_qdq(source.path, trial, ranges, form, exclude=exclude)
+                        cand.holdout = _score(trial, data.holdout, reference)
+                        if progress:
+                            progress("Comparing calibrations", len(candidates) + 1, len(methods) * len(forms))
+                    candidates.append(cand)
+            minmax = all_ranges.get(CalibrationMethod.MINMAX)
+            for cand in candidates:
+                form_tensors = tensors_to_calibrate(graph, next(f for f in forms if f.name == cand.form))
+                cand.vs_minmax = _vs_minmax(all_ranges[CalibrationMethod(cand.method)], minmax, form_tensors)
+            best = (
+                max(candidates, key=lambda c: (c.holdout["agreement_top1"], c.holdout["top1"]))
+                if choice
+                else candidates[0]
+            )
+            best.chosen = True
+        best_method = CalibrationMethod(best.method)
+        best_form = next(f for f in forms if f.name == best.form)
+        result = CalibrationResult(
+            path=Path(out_path) if out_path is not None else None,
+            method=best_method,
+            form=best_form,
+            ranges=all_ranges[best_method],
+            options=options.with_method(best_method),
+            data=data.describe(),
+            candidates=candidates,
+            excluded=list(exclude),
         )
-        best.chosen = True
-    best_method = CalibrationMethod(best.method)
-    best_form = next(f for f in forms if f.name == best.form)
-    result = CalibrationResult(
-        path=Path(out_path) if out_path is not None else None,
-        method=best_method,
-        form=best_form,
-        ranges=all_ranges[best_method],
-        options=options.with_method(best_method),
-        data=data.describe(),
-        candidates=candidates,
-        excluded=list(exclude),
-    )
-    if out_path is not None:
-        write_calibrated(source, result, Path(out_path))
-    return result
+        if out_path is not None:
+            write_calibrated(source, result, out)
+        return result
 
 
 def write_calibrated(
@@ -322,8 +332,10 @@ def write_calibrated(
     """Write the Q/DQ ONNX of ``result`` (leaving ``exclude`` nodes in float too) and its sidecar."""
     excluded = sorted(set(result.excluded) | set(exclude))
     result.excluded = excluded
-    write_qdq(source.path, out_path, result.ranges, result.form, exclude=excluded)
-    result.structure = describe_qdq(out_path)
+    with atomic_path(out_path) as tmp:
+        write_qdq(source.path, tmp, result.ranges, result.form, exclude=excluded)
+        result.structure = describe_qdq(tmp)
+        sha = sha256_file(tmp)
     result.path = out_path
     m = source.manifest
     manifest = Manifest(
@@ -338,5 +350,5 @@ def write_calibrated(
         source={"path": str(source.path), "sha256": source.sha256, "precision": "fp32"},
         extra={"layers": {layer.node: layer.label for layer in quantizable_layers(source.path)}},
     )
-    save_manifest(out_path, manifest)
+    write_manifest(out_path, manifest, sha)  # after the ONNX, with the sha256 of the bytes written
     return out_path

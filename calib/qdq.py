@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from alexnet_deploy.core.errors import ArtifactError
-from alexnet_deploy.core.manifest import atomic_path
+from alexnet_deploy.core.files import atomic_path
 from alexnet_deploy.core.vocab import QuantTarget
 from calib.methods import Ranges, ort_method
 

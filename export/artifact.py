@@ -1,13 +1,12 @@
 """What every exported ONNX file goes through: validation, structure checks, metadata, and an atomic write.
 
-An export writes two files, ``model.onnx`` and its sidecar ``model.onnx.json``, or neither: the ONNX is written
-to a temporary file beside its destination, the sidecar follows, and only then is the ONNX renamed into place.
+An export writes two files, ``model.onnx`` and its sidecar ``model.onnx.json``: the ONNX is renamed into place
+first and the sidecar, holding the sha256 of the bytes written, last, so readers see a consistent pair or refuse.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -19,7 +18,8 @@ from typing import Any
 import onnx
 
 from alexnet_deploy.core.errors import ArtifactError
-from alexnet_deploy.core.manifest import Manifest, atomic_path, sidecar_path, write_json_atomic
+from alexnet_deploy.core.files import temp_prefix
+from alexnet_deploy.core.manifest import Manifest, write_artifact
 
 __all__ = [
     "INPUT_NAME",
@@ -171,7 +171,7 @@ def check_output_path(out_path: str | Path) -> Path:
         raise ArtifactError(f"The output path {out} is a folder; give a file name such as {out / 'model.onnx'}.")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=out.parent)
+        fd, probe = tempfile.mkstemp(prefix=temp_prefix(out), suffix=".tmp", dir=out.parent)
     except OSError as exc:
         raise ArtifactError(f"Cannot write to {out.parent}: {exc.strerror or exc}.") from None
     os.close(fd)
@@ -180,9 +180,8 @@ def check_output_path(out_path: str | Path) -> Path:
 
 
 def write_onnx(model: onnx.ModelProto, out_path: str | Path, manifest: Manifest) -> Manifest:
-    """Write ``model`` and its sidecar atomically: both files appear, or neither does.
-
-    The manifest's ``sha256`` is set to the serialized model's.
+    """Write ``model`` and then its sidecar (:func:`~alexnet_deploy.core.manifest.write_artifact`): the pair as one
+    unit, the sidecar's ``sha256`` taken from the serialized bytes.
 
     Raises:
         ArtifactError: the destination cannot be written, or the model exceeds protobuf's 2 GiB limit.
@@ -192,19 +191,7 @@ def write_onnx(model: onnx.ModelProto, out_path: str | Path, manifest: Manifest)
         data = model.SerializeToString()
     except ValueError as exc:
         raise ArtifactError(f"The model cannot be serialized into one file: {exc}.") from None
-    manifest.sha256 = hashlib.sha256(data).hexdigest()
-    sidecar = sidecar_path(out)
-    sidecar_written = False
     try:
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(data)
-            write_json_atomic(sidecar, manifest.to_dict())
-            sidecar_written = True
-    except BaseException as exc:
-        # The new sidecar must not outlive a model that never arrived (an older sidecar is left alone).
-        if sidecar_written:
-            sidecar.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ArtifactError(f"Cannot write {out}: {exc.strerror or exc}.") from None
-        raise
-    return manifest
+        return write_artifact(out, lambda tmp: tmp.write_bytes(data), manifest)
+    except OSError as exc:
+        raise ArtifactError(f"Cannot write {out}: {exc.strerror or exc}.") from None

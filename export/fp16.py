@@ -24,7 +24,8 @@ import onnx
 
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError
-from alexnet_deploy.core.manifest import Manifest, library_versions, load_manifest, sha256_file
+from alexnet_deploy.core.files import output_lock, sha256_file
+from alexnet_deploy.core.manifest import Manifest, library_versions, load_manifest
 from export.artifact import (
     ExportResult,
     check_output_path,
@@ -134,39 +135,43 @@ def convert_fp16(
     """
     src = Path(fp32_onnx_path)
     out = check_output_path(out_path)
-    fp32 = load_onnx(src)
-    meta = load_manifest(src)
-    if meta.kind != "onnx" or meta.precision != "fp32":
-        raise ArtifactError(f"{src} is a {meta.precision} {meta.kind} artifact, not an FP32 ONNX export.")
-    proto = validate_model(to_fp16(fp32, block_list))
-    graph = summarize_graph(proto)
-    if set(graph.initializer_dtypes) != {"float16"}:
-        raise ArtifactError(f"The FP16 graph still holds {graph.initializer_dtypes} weights.")
+    with output_lock(out):
+        fp32 = load_onnx(src)
+        meta = load_manifest(src)
+        if meta.kind != "onnx" or meta.precision != "fp32":
+            raise ArtifactError(f"{src} is a {meta.precision} {meta.kind} artifact, not an FP32 ONNX export.")
+        proto = validate_model(to_fp16(fp32, block_list))
+        graph = summarize_graph(proto)
+        if set(graph.initializer_dtypes) != {"float16"}:
+            raise ArtifactError(f"The FP16 graph still holds {graph.initializer_dtypes} weights.")
 
-    pre = Preprocessing.from_dict(meta.preprocessing) if meta.preprocessing else None
-    inputs, described = parity_inputs(
-        parity_samples or DEFAULT_SAMPLES["fp16"], int(meta.input["shape"][-1]), eval_data=eval_data, preprocessing=pre
-    )
-    fp32_session = ort_session(src)
-    parity = check_parity(
-        proto.SerializeToString(),
-        lambda x: fp32_session.run(["logits"], {"images": x.numpy()})[0],
-        inputs,
-        "fp16",
-        described,
-        reference_name="the FP32 ONNX",
-    )
-    parity.raise_if_failed()
+        pre = Preprocessing.from_dict(meta.preprocessing) if meta.preprocessing else None
+        inputs, described = parity_inputs(
+            parity_samples or DEFAULT_SAMPLES["fp16"],
+            int(meta.input["shape"][-1]),
+            eval_data=eval_data,
+            preprocessing=pre,
+        )
+        fp32_session = ort_session(src)
+        parity = check_parity(
+            proto.SerializeToString(),
+            lambda x: fp32_session.run(["logits"], {"images": x.numpy()})[0],
+            inputs,
+            "fp16",
+            described,
+            reference_name="the FP32 ONNX",
+        )
+        parity.raise_if_failed()
 
-    manifest = Manifest.from_dict(meta.to_dict())
-    manifest.precision, manifest.versions = "fp16", library_versions()
-    manifest.source = {"path": str(src.resolve()), "sha256": sha256_file(src), "format": "onnx-fp32"}
-    manifest.accuracy = {"parity": parity.to_dict()}
-    manifest.gate = {"parity": parity.gate}
-    manifest.extra = {**meta.extra, "graph": graph.to_dict(), "fp16": fp16_facts(proto, tuple(block_list))}
-    set_metadata(proto, {"precision": "fp16", "source": manifest.source, "parity": parity.to_dict()})
-    write_onnx(proto, out, manifest)
-    return ExportResult(path=out, manifest=manifest, parity=parity, graph=graph)
+        manifest = Manifest.from_dict(meta.to_dict())
+        manifest.precision, manifest.versions = "fp16", library_versions()
+        manifest.source = {"path": str(src.resolve()), "sha256": sha256_file(src), "format": "onnx-fp32"}
+        manifest.accuracy = {"parity": parity.to_dict()}
+        manifest.gate = {"parity": parity.gate}
+        manifest.extra = {**meta.extra, "graph": graph.to_dict(), "fp16": fp16_facts(proto, tuple(block_list))}
+        set_metadata(proto, {"precision": "fp16", "source": manifest.source, "parity": parity.to_dict()})
+        write_onnx(proto, out, manifest)
+        return ExportResult(path=out, manifest=manifest, parity=parity, graph=graph)
 
 
 def fp16_facts(proto: onnx.ModelProto, block_list: tuple[str, ...]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from alexnet_deploy import __version__
 from alexnet_deploy.core.checkpoint import LoadedModel
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.files import output_lock
 from alexnet_deploy.core.manifest import Manifest
 from export.artifact import (
     INPUT_NAME,
@@ -256,56 +257,57 @@ def export_model(
     if lrn not in LRN_FORMS:
         raise ConfigError(f"Unknown LRN form '{lrn}'; choose native or decomposed.")
     out = check_output_path(out_path)
-    num_classes = _dry_run(model, image_size)
-    classes = list(classes) if classes else [str(i) for i in range(num_classes)]
-    if len(classes) != num_classes:
-        raise ConfigError(f"{len(classes)} class names were given for a model with {num_classes} outputs.")
-    pre = _scaled_preprocessing(preprocessing or Preprocessing.for_crop(image_size), image_size)
-    arch = dict(arch or {"name": type(model).__name__})
-    arch.setdefault("num_classes", num_classes)
+    with output_lock(out):  # a second export to the same file fails now, not after minutes of work
+        num_classes = _dry_run(model, image_size)
+        classes = list(classes) if classes else [str(i) for i in range(num_classes)]
+        if len(classes) != num_classes:
+            raise ConfigError(f"{len(classes)} class names were given for a model with {num_classes} outputs.")
+        pre = _scaled_preprocessing(preprocessing or Preprocessing.for_crop(image_size), image_size)
+        arch = dict(arch or {"name": type(model).__name__})
+        arch.setdefault("num_classes", num_classes)
 
-    step(f"Exporting {arch['name']} to ONNX (opset {opset}, {image_size} px)")
-    proto = build_onnx(model, image_size, opset=opset, native_lrn_op=lrn == "native")
-    _check_structure(summarize_graph(proto), model, "fp32", lrn)
+        step(f"Exporting {arch['name']} to ONNX (opset {opset}, {image_size} px)")
+        proto = build_onnx(model, image_size, opset=opset, native_lrn_op=lrn == "native")
+        _check_structure(summarize_graph(proto), model, "fp32", lrn)
 
-    samples = parity_samples or DEFAULT_SAMPLES[precision]
-    inputs, described = parity_inputs(samples, image_size, eval_data=eval_data, preprocessing=pre)
-    step(f"Checking parity with PyTorch on {len(inputs)} {described}")
-    expected = reference_logits(model, inputs)
-    n32 = len(inputs) if precision == "fp32" else min(len(inputs), DEFAULT_SAMPLES["fp32"])
-    fp32_parity = check_parity(proto.SerializeToString(), expected[:n32], inputs[:n32], "fp32", described)
-    fp32_parity.raise_if_failed()
-    parity, extra_parity = fp32_parity, {}
-    fp16_info: dict[str, Any] = {}
-    if precision == "fp16":
-        step("Converting to FP16 and checking it")
-        proto = validate_model(to_fp16(proto, fp16_block_list))
-        _check_structure(summarize_graph(proto), model, "fp16", lrn)
-        parity = check_parity(proto.SerializeToString(), expected, inputs, "fp16", described)
-        parity.raise_if_failed()
-        extra_parity = {"fp32_graph": fp32_parity.to_dict()}
-        fp16_info = fp16_facts(proto, fp16_block_list)
+        samples = parity_samples or DEFAULT_SAMPLES[precision]
+        inputs, described = parity_inputs(samples, image_size, eval_data=eval_data, preprocessing=pre)
+        step(f"Checking parity with PyTorch on {len(inputs)} {described}")
+        expected = reference_logits(model, inputs)
+        n32 = len(inputs) if precision == "fp32" else min(len(inputs), DEFAULT_SAMPLES["fp32"])
+        fp32_parity = check_parity(proto.SerializeToString(), expected[:n32], inputs[:n32], "fp32", described)
+        fp32_parity.raise_if_failed()
+        parity, extra_parity = fp32_parity, {}
+        fp16_info: dict[str, Any] = {}
+        if precision == "fp16":
+            step("Converting to FP16 and checking it")
+            proto = validate_model(to_fp16(proto, fp16_block_list))
+            _check_structure(summarize_graph(proto), model, "fp16", lrn)
+            parity = check_parity(proto.SerializeToString(), expected, inputs, "fp16", described)
+            parity.raise_if_failed()
+            extra_parity = {"fp32_graph": fp32_parity.to_dict()}
+            fp16_info = fp16_facts(proto, fp16_block_list)
 
-    graph = summarize_graph(proto)
-    manifest = manifest_for(
-        arch=arch,
-        classes=classes,
-        preprocessing=pre,
-        image_size=image_size,
-        precision=precision,
-        source=source or {"path": None, "sha256": None, "format": "in-memory"},
-        graph=graph,
-    )
-    manifest.accuracy = {"parity": parity.to_dict(), **extra_parity}
-    manifest.gate = {"parity": parity.gate}
-    manifest.extra["lrn"] = lrn if count_lrn_layers(model) else "none"
-    if fp16_info:
-        manifest.extra["fp16"] = fp16_info
-    _store_metadata(proto, manifest)
-    step(f"Writing {out}")
-    write_onnx(proto, out, manifest)
-    log.debug("Wrote %s (%s, %s).", out, precision, parity.describe())
-    return ExportResult(path=out, manifest=manifest, parity=parity, graph=graph, extra_parity=extra_parity)
+        graph = summarize_graph(proto)
+        manifest = manifest_for(
+            arch=arch,
+            classes=classes,
+            preprocessing=pre,
+            image_size=image_size,
+            precision=precision,
+            source=source or {"path": None, "sha256": None, "format": "in-memory"},
+            graph=graph,
+        )
+        manifest.accuracy = {"parity": parity.to_dict(), **extra_parity}
+        manifest.gate = {"parity": parity.gate}
+        manifest.extra["lrn"] = lrn if count_lrn_layers(model) else "none"
+        if fp16_info:
+            manifest.extra["fp16"] = fp16_info
+        _store_metadata(proto, manifest)
+        step(f"Writing {out}")
+        write_onnx(proto, out, manifest)
+        log.debug("Wrote %s (%s, %s).", out, precision, parity.describe())
+        return ExportResult(path=out, manifest=manifest, parity=parity, graph=graph, extra_parity=extra_parity)
 
 
 def _store_metadata(proto: onnx.ModelProto, manifest: Manifest) -> None:

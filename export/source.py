@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from alexnet_deploy.core.checkpoint import LoadedModel, load_model
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import CheckpointError, ConfigError
-from alexnet_deploy.core.manifest import sha256_file
+from alexnet_deploy.core.files import sha256_file
 
 __all__ = ["load_source", "load_torchvision_weights"]
 

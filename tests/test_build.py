@@ -14,7 +14,8 @@ from alexnet_deploy.build import BuildGateError, build, default_output, resolve_
 from alexnet_deploy.cli.main import app
 from alexnet_deploy.core.accuracy import Gate
 from alexnet_deploy.core.errors import MissingBackendError
-from alexnet_deploy.core.manifest import load_manifest, sha256_file
+from alexnet_deploy.core.files import sha256_file
+from alexnet_deploy.core.manifest import load_manifest, save_manifest
 from alexnet_deploy.verify import evaluate
 from calib import describe_qdq
 
@@ -143,7 +144,7 @@ def _tiny_bad_input_onnx(path, fp32_onnx) -> None:
         [w],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    shutil.copy(fp32_onnx.with_name(fp32_onnx.name + ".json"), path.with_name(path.name + ".json"))
+    save_manifest(path, load_manifest(fp32_onnx))  # the FP32 export's facts, for this file's bytes
 
 
 def test_bad_inputs_are_one_sentence_and_write_nothing(fp32_onnx, tiny20, imagenette10, tmp_path):
@@ -193,10 +194,10 @@ def test_tensorrt_branch_builds_the_tensorrt_form_and_records_the_plan(fp32_onnx
     """The TensorRT path's control flow with a stand-in build_plan (the 'plan' is the Q/DQ ONNX itself, run by
     ONNX Runtime): TensorRT itself is not available here."""
     import alexnet_deploy.backends as runners
-    import alexnet_deploy.backends.tensorrt.build as trt_engine
+    import alexnet_deploy.backends.tensorrt.builder as trt_engine
     import alexnet_deploy.core.system as system
     from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
-    from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions
+    from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions
 
     seen = {}
 

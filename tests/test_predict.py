@@ -7,12 +7,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from alexnet_deploy.backends import runner_for
+from alexnet_deploy.backends import describe_artifact, runner_for
 from alexnet_deploy.cli.main import app
 from alexnet_deploy.core.checkpoint import save_checkpoint
 from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, class_names, eval_transform
 from alexnet_deploy.core.models import alexnet_paper
-from alexnet_deploy.predict import artifact_info, predict_files, softmax
+from alexnet_deploy.predict import predict_files, softmax
 
 runner = CliRunner()
 
@@ -41,7 +41,7 @@ def test_softmax_rows_sum_to_one():
 
 
 def test_predictions_match_the_dataset_path_and_use_the_manifest_preprocessing(checkpoint, tiny20):
-    info = artifact_info(checkpoint)
+    info = describe_artifact(checkpoint)
     assert info.preprocessing.crop == 112 and len(info.classes) == 20
     ds = ImageFolderDataset(tiny20 / "val", transform=eval_transform(info.preprocessing))
     picks = list(range(0, 200, 25))

@@ -7,7 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from alexnet_deploy.cli.main import app
-from alexnet_deploy.core.manifest import load_manifest, sha256_file
+from alexnet_deploy.core.files import sha256_file
+from alexnet_deploy.core.manifest import load_manifest
 
 runner = CliRunner()
 

@@ -42,9 +42,9 @@ def test_gate_allows_exactly_the_configured_drop():
 
 
 def test_prepared_images_equal_the_eval_preset(fp32_onnx, tiny20):
-    from alexnet_deploy.predict import artifact_info
+    from alexnet_deploy.backends import describe_artifact
 
-    info = artifact_info(fp32_onnx)
+    info = describe_artifact(fp32_onnx)
     images = load_eval_images(tiny20, info.classes, info.preprocessing, limit=20)
     assert len(images) == 20 and images.root == tiny20 / "val" and images.pixels.dtype == np.uint8
     ds = ImageFolderDataset(tiny20 / "val", transform=eval_transform(info.preprocessing))

@@ -17,7 +17,8 @@ import torch
 
 from alexnet_deploy.core.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, save_checkpoint
 from alexnet_deploy.core.errors import CheckpointError
-from alexnet_deploy.core.manifest import Manifest, atomic_path, load_manifest, save_manifest
+from alexnet_deploy.core.files import atomic_path
+from alexnet_deploy.core.manifest import Manifest, load_manifest, save_manifest
 from train.config import TrainConfig
 
 __all__ = [

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from alexnet_deploy.core.errors import CheckpointError, DataError
-from alexnet_deploy.core.manifest import load_manifest, save_manifest, write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.files import write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.manifest import load_manifest, save_manifest
 from train.checkpointing import (
     copy_checkpoint,
     get_rng_state,

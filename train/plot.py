@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alexnet_deploy.core.manifest import atomic_path
+from alexnet_deploy.core.files import atomic_path
 
 __all__ = ["plot_curves"]
 

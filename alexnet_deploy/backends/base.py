@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -73,3 +74,34 @@ class Runner(ABC):
 
     def deactivate_impl(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the default has none to release."""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """What a backend can do on this machine, for ``doctor``, ``build --backend auto`` and refusals.
+
+    Attributes:
+        name: the backend.
+        installed: its library imports (or is installed; heavy ones are probed in a child process).
+        version: the library's version, where installed.
+        can_build: it can compile an engine here.
+        can_run: it can run engines here (a GPU it needs is present).
+        reason: why not, in words, when either is false; what it runs on otherwise.
+        details: anything else worth showing (devices, providers, capabilities).
+    """
+
+    name: str
+    installed: bool
+    version: str | None = None
+    can_build: bool = False
+    can_run: bool = False
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for the doctor."""
+        if not self.installed:
+            return self.reason
+        what = [w for w, ok in (("build", self.can_build), ("run", self.can_run)) if ok]
+        head = f"{' and '.join(what) or 'neither build nor run'} here"
+        return f"{head} ({self.reason})" if self.reason else head

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.backends.base import Runner
+from alexnet_deploy.backends.base import BackendStatus, Runner
 from alexnet_deploy.core.errors import ArtifactError, MissingBackendError
-from alexnet_deploy.core.manifest import atomic_path
+from alexnet_deploy.core.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +195,84 @@ class OnnxRuntimeRunner(Runner):
 
     def deactivate_impl(self) -> None:
         self.session = None
+
+
+@dataclass(frozen=True)
+class GraphFacts:
+    """What an ONNX file's graph says about itself, read without running it."""
+
+    input_name: str
+    input_shape: tuple[int, int, int]  # C, H, W; -1 for a dynamic size
+    output_name: str
+    num_logits: int  # -1 when dynamic
+    precision: str  # int8 (Q/DQ or integer ops), fp16 (FP16 weights) or fp32
+
+
+_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}
+
+
+def onnx_graph_facts(path: str | Path) -> GraphFacts:
+    """The image input, logits output and precision of an ONNX file.
+
+    Raises:
+        ArtifactError: the file is not readable ONNX, or it does not take one N x 3 x H x W input and give one
+            N x classes output.
+    """
+    import onnx
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
+        raise ArtifactError(f"{path.name} is not a readable ONNX model ({type(exc).__name__}).") from None
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+
+    def dims(value) -> list[int]:
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
+
+    if len(inputs) != 1 or len(dims(inputs[0])) != 4 or dims(inputs[0])[1] != 3:
+        shapes = ", ".join(f"{i.name}{dims(i)}" for i in inputs) or "nothing"
+        raise ArtifactError(f"{path.name} must take one N x 3 x H x W image input; it takes {shapes}.")
+    outputs = list(model.graph.output)
+    if len(outputs) != 1 or len(dims(outputs[0])) != 2:
+        shapes = ", ".join(f"{o.name}{dims(o)}" for o in outputs) or "nothing"
+        raise ArtifactError(f"{path.name} must give one N x classes logits output; it gives {shapes}.")
+    ops = {n.op_type for n in model.graph.node}
+    if ops & _INT8_OPS:
+        precision = "int8"
+    elif any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        precision = "fp16"
+    else:
+        precision = "fp32"
+    c, h, w = dims(inputs[0])[1:]
+    return GraphFacts(inputs[0].name, (c, h, w), outputs[0].name, dims(outputs[0])[1], precision)
+
+
+#: The registry's names for this backend's build step and options.
+BuildOptions = OnnxRuntimeBuildOptions
+build = build_onnxruntime_engine
+
+
+def status() -> BackendStatus:
+    """ONNX Runtime builds (copies or pre-optimises the ONNX) and runs anywhere it is installed."""
+    try:
+        providers = available_providers()
+    except MissingBackendError as exc:
+        return BackendStatus("onnxruntime", False, reason=str(exc).rstrip("."))
+    import onnxruntime as ort
+
+    return BackendStatus(
+        "onnxruntime", True, ort.__version__, True, True, ", ".join(providers), {"providers": providers}
+    )
+
+
+def open_runner(artifact, *, device: str = "cpu", threads=None, precision=None, compile: bool = False):
+    """A runner for an ONNX :class:`~alexnet_deploy.backends.Artifact`: the providers its sidecar was verified
+    with where they exist here, CUDA first for ``device="cuda"``, else the CPU."""
+    if device.startswith("cuda"):
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    else:
+        recorded = [p for p in artifact.engine.get("providers", []) if p != "CUDAExecutionProvider"]
+        providers = recorded or ["CPUExecutionProvider"]
+    return OnnxRuntimeRunner(artifact.path, providers=providers, threads=threads, precision=artifact.precision)

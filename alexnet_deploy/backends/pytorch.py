@@ -1,4 +1,7 @@
-"""Run a PyTorch model (eager or ``torch.compile``), on the CPU or a CUDA device, in FP32 or FP16."""
+"""The PyTorch backend: runs checkpoints (eager or ``torch.compile``) on the CPU or a CUDA device, in FP32 or FP16.
+
+It builds no engine: checkpoints are exported to ONNX by :mod:`export`, and the other backends build from that.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet_deploy.backends.base import Runner
+from alexnet_deploy.backends.base import BackendStatus, Runner
 from alexnet_deploy.core.errors import MissingBackendError
 
 
@@ -57,7 +60,32 @@ class TorchRunner(Runner):
             out = self._module(x)
         return out.float().cpu().numpy()
 
+    def forward_on_device(self, x: torch.Tensor) -> torch.Tensor:
+        """The active (compiled) module on a tensor already on the runner's device and dtype: no copies, so a
+        GPU timer can measure the model alone."""
+        if self._module is None:
+            raise MissingBackendError(f"Runner {self.name} must be activated before inference.")
+        with torch.inference_mode():
+            return self._module(x)
+
     def deactivate_impl(self) -> None:
         self._module = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def status() -> BackendStatus:
+    """torch runs checkpoints here, on the CPU (and CUDA where torch sees a GPU, probed in a child process)."""
+    from alexnet_deploy.core.system import probe_gpus
+
+    gpus, _ = probe_gpus()
+    where = "CPU" + (f" and {len(gpus)} CUDA GPU(s)" if gpus else "")
+    return BackendStatus("torch", True, torch.__version__, can_build=False, can_run=True, reason=f"runs on {where}")
+
+
+def open_runner(artifact, *, device: str = "cpu", threads=None, precision=None, compile: bool = False) -> TorchRunner:
+    """A runner for a checkpoint :class:`~alexnet_deploy.backends.Artifact` (its model rebuilt from the file)."""
+    from alexnet_deploy.core.checkpoint import load_model
+
+    loaded = load_model(artifact.path)
+    return TorchRunner(loaded.model, device=device, precision=precision or "fp32", compile=compile, threads=threads)

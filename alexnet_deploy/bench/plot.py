@@ -8,7 +8,7 @@ import numpy as np
 
 from alexnet_deploy.bench.results import BenchReport
 from alexnet_deploy.core.errors import ConfigError
-from alexnet_deploy.core.manifest import atomic_path
+from alexnet_deploy.core.files import atomic_path
 
 
 def save_plot(report: BenchReport, path: str | Path) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 
 from alexnet_deploy.backends.base import Runner
 from alexnet_deploy.core.errors import ConfigError
-from alexnet_deploy.core.manifest import write_json_atomic
+from alexnet_deploy.core.files import write_json_atomic
 
 SCHEMA = "alexnet-deploy.bench/1"
 

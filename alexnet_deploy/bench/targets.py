@@ -1,8 +1,9 @@
 """From artifact specs on the command line to benchmark targets, with the PyTorch baseline added.
 
-A spec is ``PATH`` or ``PATH@OPTION,OPTION``: options name a backend (``torch``, ``onnxruntime``/``ort``,
-``tensorrt``/``trt``), a precision for torch runs (``fp32``, ``fp16``) or ``compile`` (``torch.compile``; on CUDA
-with CUDA graphs, mode ``reduce-overhead``). Examples: ``best.pt``, ``best.pt@fp16``, ``best.pt@compile``,
+A spec is ``PATH`` or ``PATH@OPTION,OPTION``: options name a backend of the registry (``torch``,
+``onnxruntime``/``ort``, ``openvino``/``ov``, ``tensorrt``/``trt``, ``tensorrt-rtx``/``rtx``), a precision for torch
+runs (``fp32``, ``fp16``) or ``compile`` (``torch.compile``; on CUDA with CUDA graphs, mode ``reduce-overhead``).
+Examples: ``best.pt``, ``best.pt@fp16``, ``best.pt@compile``, ``model.int8.onnx@openvino``,
 ``model.int8.qdq.onnx``, ``model.fp16.plan``.
 """
 
@@ -12,21 +13,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from alexnet_deploy.backends import artifact_kind
+from alexnet_deploy.backends import backend_spec, backends, describe_artifact, runner_for
 from alexnet_deploy.bench.results import BenchTarget
-from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
+from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.vocab import BackendName
 
 log = logging.getLogger(__name__)
 
 TORCH_BASELINE = "torch eager fp32"
-BACKENDS = {
-    "torch": "torch",
-    "onnxruntime": "onnxruntime",
-    "ort": "onnxruntime",
-    "tensorrt": "tensorrt",
-    "trt": "tensorrt",
-}
-_KIND_BACKEND = {"checkpoint": "torch", "onnx": "onnxruntime", "plan": "tensorrt"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +28,7 @@ class TargetSpec:
     """One artifact to bench and how."""
 
     path: Path
-    backend: str | None = None
+    backend: BackendName | None = None
     precision: str | None = None
     compile: bool = False
 
@@ -48,17 +42,18 @@ def parse_spec(text: str) -> TargetSpec:
     path, _, opts = text.partition("@") if not Path(text).exists() and "@" in text else (text, "", "")
     backend, precision, compile_ = None, None, False
     for opt in filter(None, (o.strip().lower() for o in opts.split(","))):
-        if opt in BACKENDS:
-            backend = BACKENDS[opt]
-        elif opt in ("fp32", "fp16"):
+        if opt in ("fp32", "fp16"):
             precision = opt
         elif opt in ("compile", "eager"):
             compile_ = opt == "compile"
         else:
-            raise ConfigError(
-                f"Unknown backend or option '{opt}' in '{text}'; "
-                "use torch, onnxruntime, tensorrt, fp32, fp16 or compile."
-            )
+            try:
+                backend = backend_spec(opt).name
+            except ConfigError:
+                names = ", ".join(s.name.value for s in backends())
+                raise ConfigError(
+                    f"Unknown backend or option '{opt}' in '{text}'; use {names}, fp32, fp16 or compile."
+                ) from None
     return TargetSpec(Path(path), backend, precision, compile_)
 
 
@@ -76,26 +71,6 @@ def _flops(model_info: dict, image_size: int) -> float | None:
     except (KeyError, ConfigError, ValueError, TypeError):
         return None
     return float(profile_model(net, image_size=image_size).flops)
-
-
-def _onnx_facts(path: Path) -> tuple[str, tuple[int, int, int]]:
-    """(precision, C x H x W) read from the graph itself: Q/DQ or integer ops -> int8, FLOAT16 weights -> fp16."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError and friends
-        raise ArtifactError(f"{path.name} is not a readable ONNX model: {str(exc)[:120]}.") from None
-    ops = {n.op_type for n in model.graph.node}
-    if ops & {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}:
-        precision = "int8"
-    elif any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
-        precision = "fp16"
-    else:
-        precision = "fp32"
-    dims = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
-    chw = tuple(d.dim_value for d in dims[1:4]) if len(dims) == 4 else ()
-    return precision, chw if len(chw) == 3 and all(chw) else (3, 224, 224)
 
 
 def _torch_target(model, label: str, device: str, precision: str, compile_: bool, threads, **kw) -> BenchTarget:
@@ -136,7 +111,7 @@ def _torch_cuda_timer(runner):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         with torch.inference_mode():
             start.record()
-            runner._module(x)  # the runner's (compiled) module; the bench reads it to avoid the copies
+            runner.forward_on_device(x)  # the model alone: the input is already on the device
             end.record()
         end.synchronize()
         return start.elapsed_time(end) / 1e3
@@ -146,21 +121,13 @@ def _torch_cuda_timer(runner):
 
 def _target_for(spec: TargetSpec, device: str, threads: int | None) -> tuple[BenchTarget, dict | None]:
     """Build one target; also return the model description (for the baseline) where one is known."""
-    from alexnet_deploy.core.manifest import load_manifest
-
-    kind = artifact_kind(spec.path)  # ArtifactError when missing or of an unknown kind
-    backend = spec.backend or _KIND_BACKEND[kind]
-    if backend != _KIND_BACKEND[kind]:
-        raise ConfigError(
-            f"The {backend} backend cannot run {spec.path.name} (a {kind} file); use {_KIND_BACKEND[kind]}."
-        )
-    if kind != "checkpoint" and (spec.precision or spec.compile):
-        raise ConfigError(f"fp16/compile options apply to checkpoints; {spec.path.name} carries its own precision.")
-    manifest = load_manifest(spec.path, required=False)
-    if kind == "checkpoint":
+    art = describe_artifact(spec.path, require_manifest=False)  # one sentence when missing, foreign or mismatched
+    if art.kind == "checkpoint":
         from alexnet_deploy.core.checkpoint import load_model
         from alexnet_deploy.core.models import profile_model
 
+        if spec.backend not in (None, BackendName.TORCH):
+            raise ConfigError(f"The {spec.backend} backend cannot run {spec.path.name} (a checkpoint); use torch.")
         loaded = load_model(spec.path)
         size = loaded.preprocessing.crop
         precision = spec.precision or "fp32"
@@ -177,26 +144,12 @@ def _target_for(spec: TargetSpec, device: str, threads: int | None) -> tuple[Ben
             image_shape=(3, size, size),
         )
         return target, {"arch": loaded.arch, "model": loaded.model, "size": size}
-    model_info = manifest.model if manifest else {}
-    if kind == "onnx":
-        from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
-
-        precision, chw = _onnx_facts(spec.path)
-        providers = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        runner = OnnxRuntimeRunner(spec.path, providers=providers, threads=threads, precision=precision)
-        thread_safe = True  # InferenceSession.run may be called concurrently
-    else:
-        if not device.startswith("cuda"):
-            raise MissingBackendError(f"{spec.path.name} is a TensorRT plan and needs --device cuda and a GPU.")
-        from alexnet_deploy.backends.tensorrt.runner import TensorRTRunner
-
-        runner = TensorRTRunner(spec.path, device=int(device.partition(":")[2] or 0))
-        precision = runner.precision
-        shape = (manifest.input.get("shape") if manifest else None) or [-1, 3, 224, 224]
-        chw = tuple(int(s) for s in shape[1:4])
-        thread_safe = False  # one execution context and one set of buffers
+    runner = runner_for(art, spec.backend, device=device, threads=threads, precision=spec.precision,
+                        compile=spec.compile)  # fmt: skip
+    precision, chw, manifest, model_info = art.precision, art.input_shape, art.manifest, art.model
+    # One ONNX Runtime session or OpenVINO compiled model may be run from several threads; a plan has one
+    # execution context and one set of buffers.
+    thread_safe = art.kind == "onnx"
     runner.name = f"{runner.backend} {precision}"
     target = BenchTarget(
         label=runner.name,

@@ -116,7 +116,7 @@ def build(
     the FP32 model on --eval-data. A build that fails the accuracy gate writes nothing and exits 1 (--force
     writes it, marked failed in its sidecar, and still exits 1)."""
     from alexnet_deploy.backends.onnxruntime import OnnxRuntimeBuildOptions
-    from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions
+    from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions
     from alexnet_deploy.build import BuildGateError
     from alexnet_deploy.build import build as run_build
     from alexnet_deploy.cli._progress import progress_bars

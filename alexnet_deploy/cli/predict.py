@@ -21,11 +21,11 @@ def predict(
     """Print the top classes with names and probabilities for each image, using the preprocessing recorded in the
     artifact's manifest. An unreadable image gets its own error line and the rest still run; the exit code is 1
     if any image failed."""
-    from alexnet_deploy.backends import runner_for
-    from alexnet_deploy.predict import artifact_info, predict_files
+    from alexnet_deploy.backends import describe_artifact, runner_for
+    from alexnet_deploy.predict import predict_files
 
-    info = artifact_info(artifact)
-    with runner_for(artifact, threads=threads) as runner:
+    info = describe_artifact(artifact)
+    with runner_for(info, threads=threads) as runner:
         results = predict_files(runner, info, images, top_k=top_k)
     if as_json:
         print_json([r.to_dict() for r in results])

@@ -23,7 +23,7 @@ from torch import nn
 
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import CheckpointError
-from alexnet_deploy.core.manifest import atomic_path
+from alexnet_deploy.core.files import atomic_path
 from alexnet_deploy.core.models import build_model
 
 CHECKPOINT_FORMAT = "alexnet-deploy-checkpoint"

@@ -76,7 +76,7 @@ def prepare_images(
         :class:`PreparedImages`, whose ``fingerprint`` identifies the exact selection and preprocessing.
     """
     from alexnet_deploy.core.data import folder_fingerprint
-    from alexnet_deploy.core.manifest import sha256_text
+    from alexnet_deploy.core.files import sha256_text
 
     geometry, _ = _split_preset(preprocessing)
     chosen = list(range(len(dataset.samples))) if indices is None else list(indices)

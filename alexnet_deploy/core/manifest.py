@@ -1,89 +1,36 @@
-"""The JSON sidecar every artifact carries, and atomic file writes.
+"""The JSON sidecar every artifact carries, written and read as one unit with its artifact.
 
 An artifact ``model.onnx`` has its manifest in ``model.onnx.json`` (``best.pt`` -> ``best.pt.json``,
 ``model.plan`` -> ``model.plan.json``). The manifest makes the artifact self-describing: the model and its
 classes, input/output, preprocessing, precision, calibration, measured accuracy with the gate, the source
 artifact's sha256, and the versions (and, for plans, the GPU) that produced it.
+
+The pair is one unit. :func:`place_artifact` renames the finished artifact into place first and its sidecar
+last, with the sidecar's ``sha256`` taken from the bytes that were written; :func:`load_manifest` compares that
+sha256 with the file beside it. So a reader sees a consistent pair or refuses with one sentence, whatever
+happened between the two renames (a ``kill -9``, a second writer). Loading also checks the sidecar's fields
+against a schema, so a malformed sidecar is one sentence, not a traceback deep in a runner.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import json
-import os
+import math
 import platform
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from alexnet_deploy.core.errors import ArtifactError
+from alexnet_deploy.core.files import atomic_path, replace_durably, sha256_file, write_json_atomic
+from alexnet_deploy.core.vocab import Precision
 
 MANIFEST_VERSION = 1
 TRACKED_PACKAGES = ("alexnet-deploy", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
-
-    Readers never see a half-written file, and a failed write leaves nothing behind.
-
-    Raises:
-        ArtifactError: the destination folder cannot be written.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise ArtifactError(f"Cannot write to {path.parent}: {exc.strerror or exc}.") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
-    # mkstemp makes owner-only files; an artifact is meant to be shared (an inference server, another
-    # account), so it gets the mode any new file gets under the umask.
-    tmp_path.chmod(0o666 & ~_umask())
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_text(*parts: str) -> str:
-    """Hex sha256 of the given strings joined by newlines (for cache keys)."""
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def library_versions() -> dict[str, str]:
@@ -127,38 +74,192 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Manifest:
-        known = {f.name for f in fields(cls)}
+    def from_dict(cls, d: Any, where: str = "The manifest") -> Manifest:
+        """A manifest from its JSON, checked against the schema.
+
+        Raises:
+            ArtifactError: one sentence naming the first malformed field.
+        """
+        if not isinstance(d, dict):
+            raise ArtifactError(f"{where} is not a JSON object.")
         if "kind" not in d:
-            raise ArtifactError("The manifest has no 'kind' field.")
-        return cls(**{k: v for k, v in d.items() if k in known})
+            raise ArtifactError(f"{where} has no 'kind' field.")
+        known = {f.name for f in fields(cls)}
+        manifest = cls(**{k: v for k, v in d.items() if k in known})
+        problem = manifest.problem()
+        if problem:
+            raise ArtifactError(f"{where} is not valid: {problem}.")
+        return manifest
+
+    def problem(self) -> str | None:
+        """The first way this manifest breaks the schema, in words, or ``None``."""
+        return _schema_problem(self)
 
     @property
     def num_classes(self) -> int:
         return int(self.model.get("num_classes") or len(self.classes))
 
 
-def save_manifest(artifact: str | Path, manifest: Manifest) -> Path:
-    """Write ``manifest`` beside ``artifact`` (filling in the artifact's sha256) atomically; return its path."""
-    if Path(artifact).is_file():
-        manifest.sha256 = sha256_file(artifact)
+KINDS = ("checkpoint", "onnx", "plan")
+_DICT_FIELDS = ("model", "input", "output", "preprocessing", "calibration", "accuracy", "gate", "source", "engine")
+
+
+def _is_int(x: Any, low: int = 1) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= low
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _schema_problem(m: Manifest) -> str | None:  # noqa: C901 - one flat list of rules reads best
+    if m.kind not in KINDS:
+        return f"kind is {m.kind!r}, not one of {', '.join(KINDS)}"
+    for name in _DICT_FIELDS:
+        if not isinstance(getattr(m, name), dict):
+            return f"{name} must be an object, not {type(getattr(m, name)).__name__}"
+    if not isinstance(m.classes, list) or not all(isinstance(c, str) for c in m.classes):
+        return "classes must be a list of names"
+    if m.precision not in {p.value for p in Precision}:
+        return f"precision is {m.precision!r}, not one of {', '.join(p.value for p in Precision)}"
+    if not isinstance(m.sha256, str) or (m.sha256 and len(m.sha256) != 64):
+        return "sha256 must be 64 hex digits"
+    model = m.model
+    if "num_classes" in model and not _is_int(model["num_classes"]):
+        return f"model.num_classes must be a positive integer, not {model['num_classes']!r}"
+    if "width" in model and not (_is_number(model["width"]) and model["width"] > 0):
+        return f"model.width must be a positive number, not {model['width']!r}"
+    if "name" in model and not isinstance(model["name"], str):
+        return "model.name must be a string"
+    if m.classes and "num_classes" in model and len(m.classes) != model["num_classes"]:
+        return f"it lists {len(m.classes)} classes but model.num_classes is {model['num_classes']}"
+    if len(set(m.classes)) != len(m.classes):
+        return "classes has duplicate names"
+    for side in ("input", "output"):
+        io = getattr(m, side)
+        if "name" in io and not isinstance(io["name"], str):
+            return f"{side}.name must be a string"
+        shape = io.get("shape")
+        if shape is not None and not (isinstance(shape, list) and all(_is_int(d, -1) and d != 0 for d in shape)):
+            return f"{side}.shape must be a list of positive sizes (-1 for a dynamic one), not {shape!r}"
+    pre = m.preprocessing
+    if pre:
+        for key in ("resize", "crop"):
+            if not _is_int(pre.get(key)):
+                return f"preprocessing.{key} must be a positive integer, not {pre.get(key)!r}"
+        if pre["crop"] > pre["resize"]:
+            return f"preprocessing.crop ({pre['crop']}) is larger than its resize ({pre['resize']})"
+        for key in ("mean", "std"):
+            v = pre.get(key)
+            if not (isinstance(v, list) and len(v) == 3 and all(_is_number(x) for x in v)):
+                return f"preprocessing.{key} must be three numbers, not {v!r}"
+        if any(x <= 0 for x in pre["std"]):
+            return f"preprocessing.std must be positive, not {pre['std']!r}"
+    shape = m.input.get("shape")
+    if pre and shape and len(shape) == 4 and any(d > 0 and d != pre["crop"] for d in shape[2:]):
+        return f"input.shape {shape} does not match preprocessing.crop {pre['crop']}"
+    out = m.output.get("shape")
+    if out and len(out) == 2 and out[1] > 0 and m.classes and out[1] != len(m.classes):
+        return f"output.shape {out} gives {out[1]} logits for {len(m.classes)} classes"
+    status = m.gate.get("status")
+    if status is not None and status not in ("passed", "failed"):
+        return f"gate.status is {status!r}, not passed or failed"
+    return None
+
+
+def write_manifest(artifact: str | Path, manifest: Manifest, sha256: str) -> Path:
+    """Write ``manifest`` as the sidecar of ``artifact``, whose bytes hash to ``sha256``; return the sidecar's path."""
+    manifest.sha256 = sha256
     path = sidecar_path(artifact)
     write_json_atomic(path, manifest.to_dict())
     return path
 
 
-def load_manifest(artifact: str | Path, required: bool = True) -> Manifest | None:
-    """Read an artifact's sidecar.
+def place_artifact(staged: str | Path, artifact: str | Path, manifest: Manifest) -> Manifest:
+    """Move a finished file into place as ``artifact``, then write its sidecar: the pair as one unit.
+
+    The sha256 is taken from ``staged`` before the rename (the bytes that were written, not whatever sits at the
+    final path by then), the artifact is renamed first (synced) and the sidecar last, so an interruption between
+    the two leaves a pair that :func:`load_manifest` refuses, never one that describes another file.
+    """
+    staged, artifact = Path(staged), Path(artifact)
+    sha = sha256_file(staged)
+    replace_durably(staged, artifact)
+    write_manifest(artifact, manifest, sha)
+    return manifest
+
+
+def write_artifact(artifact: str | Path, write: Callable[[Path], None], manifest: Manifest) -> Manifest:
+    """Write ``artifact`` with ``write(tmp_path)`` and then its sidecar, as :func:`place_artifact` does."""
+    with atomic_path(artifact) as tmp:
+        write(tmp)
+        sha = sha256_file(tmp)
+    write_manifest(artifact, manifest, sha)
+    return manifest
+
+
+def save_manifest(artifact: str | Path, manifest: Manifest) -> Path:
+    """Write the sidecar of an artifact already in place (its sha256 read from the file); return its path.
+
+    For a file that only this run writes (a training run's folder); a file that other runs may write too goes
+    through :func:`place_artifact` or :func:`write_artifact`.
+    """
+    artifact = Path(artifact)
+    return write_manifest(artifact, manifest, sha256_file(artifact) if artifact.is_file() else "")
+
+
+_VERIFIED: dict[tuple, str] = {}  # (path, inode, size, mtime_ns) -> sha256, so a file is hashed once per process
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = sha256_file(path)
+    return _VERIFIED[key]
+
+
+def load_manifest(artifact: str | Path, required: bool = True, verify: bool = True) -> Manifest | None:
+    """Read an artifact's sidecar, check it against the schema and (``verify``) against the artifact's bytes.
 
     Raises:
-        ArtifactError: the sidecar is required but missing, or it is not a valid manifest.
+        ArtifactError: the sidecar is required but missing; it is not valid JSON or breaks the schema; or its
+            sha256 is not the artifact's (an interrupted or concurrent write left a sidecar of another file).
     """
+    artifact = Path(artifact)
     path = sidecar_path(artifact)
     if not path.is_file():
         if required:
             raise ArtifactError(f"{artifact} has no manifest ({path.name} is missing).")
         return None
     try:
-        return Manifest.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"The manifest {path} is not valid: {exc}.") from None
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"The manifest {path} is not valid JSON: {exc}.") from None
+    manifest = Manifest.from_dict(data, where=f"The manifest {path}")
+    if verify and artifact.is_file():
+        if not manifest.sha256:
+            raise ArtifactError(
+                f"The manifest {path} records no sha256, so it cannot be matched to {artifact.name}; "
+                "write the artifact again with alexnet-deploy."
+            )
+        if _file_sha256(artifact) != manifest.sha256:
+            raise ArtifactError(
+                f"The sidecar {path.name} does not describe {artifact.name} (their sha256 differ): an interrupted or "
+                "concurrent write left them apart; write the artifact again."
+            )
+    return manifest
+
+
+def artifact_file(path: str | Path) -> Path:
+    """``path`` as an existing artifact file.
+
+    Raises:
+        ArtifactError: it does not exist, or it is a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a folder; give an artifact file (a .pt checkpoint, .onnx model or .plan).")
+    if not path.is_file():
+        raise ArtifactError(f"Artifact not found: {path}.")
+    return path

@@ -181,7 +181,7 @@ def test_cpp_tool_errors_are_one_line(tmp_path, sidecar_tool):
 def test_cpp_example_builds_and_matches_the_python_runner(tmp_path):
     from test_tensorrt_engine import small_onnx  # pytest puts this folder on sys.path
 
-    from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions, build_plan
+    from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions, build_plan
     from alexnet_deploy.backends.tensorrt.runner import TensorRTRunner
 
     build = tmp_path / "build"

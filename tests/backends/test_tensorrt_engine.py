@@ -17,9 +17,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from alexnet_deploy.backends import runner_for
-from alexnet_deploy.backends.tensorrt import build as trt_engine
+from alexnet_deploy.backends.tensorrt import builder as trt_engine
 from alexnet_deploy.backends.tensorrt import runner as trt_runner
-from alexnet_deploy.backends.tensorrt.build import (
+from alexnet_deploy.backends.tensorrt.builder import (
     TensorRTBuildOptions,
     build_plan,
     dtype_name,
@@ -267,7 +267,7 @@ def test_trt_runner_refuses_a_plan_whose_sidecar_describes_other_bytes(tmp_path,
     plan.write_bytes(b"another plan")
     monkeypatch.setattr(trt_runner, "tensorrt_status", lambda: {"usable": True, "version": "10.8.0.43", "reason": ""})
     monkeypatch.setattr(trt_engine, "visible_gpus", lambda: [L40S])
-    with pytest.raises(ArtifactError, match="not the plan its sidecar describes"):
+    with pytest.raises(ArtifactError, match="does not describe"):
         TensorRTRunner(plan).activate()
 
 

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from test_tensorrt_engine import small_onnx  # pytest puts this folder on sys.path (rootdir, no __init__)
 
-from alexnet_deploy.backends.tensorrt import build as trt_engine
-from alexnet_deploy.backends.tensorrt.build import TensorRTBuildOptions, build_plan
+from alexnet_deploy.backends.tensorrt import builder as trt_engine
+from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions, build_plan
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.system import GPU
 

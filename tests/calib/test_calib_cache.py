@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 
 import onnx
 import pytest
 from quant_models import trained_onnx
 
 import calib.pipeline
+from alexnet_deploy.core.manifest import load_manifest, save_manifest
 from calib import CacheKey, RangeCache, calibrate
 from calib.methods import CalibrationMethod, Ranges
 
@@ -63,7 +63,7 @@ def test_hit_miss_and_stale(fp32_onnx, tiny20, tmp_path, counted, caplog):
     proto = onnx.load(str(fp32_onnx))
     proto.doc_string = "re-exported"
     onnx.save(proto, str(other))
-    shutil.copy(fp32_onnx.with_name(fp32_onnx.name + ".json"), other.with_name("other.onnx.json"))
+    save_manifest(other, load_manifest(fp32_onnx))  # its own sidecar (a copied one would be refused: other sha256)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="calib.cache"):
         fourth = calibrate(other, tiny20, None, **{**kw, "num_images": 40})

@@ -6,15 +6,8 @@ import stat
 import pytest
 
 from alexnet_deploy.core.errors import ArtifactError
-from alexnet_deploy.core.manifest import (
-    Manifest,
-    atomic_path,
-    load_manifest,
-    save_manifest,
-    sha256_file,
-    sidecar_path,
-    write_bytes_atomic,
-)
+from alexnet_deploy.core.files import atomic_path, sha256_file, write_bytes_atomic
+from alexnet_deploy.core.manifest import Manifest, load_manifest, save_manifest, sidecar_path
 
 
 def test_atomic_write_replaces_whole_and_uses_the_umask_mode(tmp_path):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from alexnet_deploy.core.errors import ArtifactError
-from alexnet_deploy.core.manifest import load_manifest, sha256_file
+from alexnet_deploy.core.files import sha256_file
+from alexnet_deploy.core.manifest import load_manifest
 from export import convert_fp16, ort_cpu_fp16_kernels
 from export.parity import ort_session
 

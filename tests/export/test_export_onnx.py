@@ -9,7 +9,8 @@ import torch
 
 from alexnet_deploy.core.checkpoint import load_model
 from alexnet_deploy.core.errors import ConfigError
-from alexnet_deploy.core.manifest import load_manifest, sha256_file
+from alexnet_deploy.core.files import sha256_file
+from alexnet_deploy.core.manifest import load_manifest
 from alexnet_deploy.core.models import alexnet_paper
 from export import build_onnx, export_onnx, read_metadata
 from export.lrn import count_lrn_layers, native_lrn

@@ -13,7 +13,6 @@ libraries); the compatibility and batch checks are pure functions tested here, a
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from alexnet_deploy.core.system import GPU, tensorrt_status
 
 log = logging.getLogger(__name__)
 
-# The sidecar's dtype names (see alexnet_deploy.backends.tensorrt.build.DTYPE_NAMES) that torch buffers can hold.
+# The sidecar's dtype names (see alexnet_deploy.backends.tensorrt.builder.DTYPE_NAMES) that torch buffers can hold.
 _TORCH_DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int32", "int64", "bool")
 
 
@@ -127,7 +126,7 @@ def check_batch(shape: Sequence[int], min_shape: Sequence[int], max_shape: Seque
 
 
 class TensorRTRunner(Runner):
-    """Runs a ``.plan`` built by :func:`alexnet_deploy.backends.tensorrt.build.build_plan` on one GPU.
+    """Runs a ``.plan`` built by :func:`alexnet_deploy.backends.tensorrt.builder.build_plan` on one GPU.
 
     Args:
         plan_path: the plan; its sidecar (``NAME.plan.json``) must be beside it.
@@ -167,12 +166,10 @@ class TensorRTRunner(Runner):
         status = tensorrt_status()  # child processes: the GPU probe, then tensorrt's version
         if not status["usable"]:
             raise MissingBackendError(f"TensorRT is not usable here: {status['reason']}.")
-        from alexnet_deploy.backends.tensorrt.build import make_logger, visible_gpus
+        from alexnet_deploy.backends.tensorrt.builder import make_logger, visible_gpus
 
         check_plan_compatible(self.engine_facts, str(status["version"]), visible_gpus(), device=self.device)
-        data = self.plan_path.read_bytes()
-        if manifest.sha256 and hashlib.sha256(data).hexdigest() != manifest.sha256:
-            raise ArtifactError(f"{self.plan_path.name} is not the plan its sidecar describes (sha256 differs).")
+        data = self.plan_path.read_bytes()  # load_manifest checked these bytes against the sidecar's sha256
 
         import tensorrt as trt
         import torch
@@ -205,7 +202,7 @@ class TensorRTRunner(Runner):
         min_shape, _, max_shape = engine.get_tensor_profile_shape(self.input_name, 0)
         self._min_shape, self._max_shape = tuple(min_shape), tuple(max_shape)
 
-        from alexnet_deploy.backends.tensorrt.build import dtype_name
+        from alexnet_deploy.backends.tensorrt.builder import dtype_name
 
         dtypes = {}
         for name in (self.input_name, self.output_name):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
-from alexnet_deploy.core.manifest import atomic_path, write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.files import atomic_path, write_bytes_atomic, write_json_atomic
 from alexnet_deploy.core.system import GPU, probe_gpus, tensorrt_status
 
 log = logging.getLogger(__name__)
