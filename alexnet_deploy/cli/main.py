@@ -20,6 +20,7 @@ from alexnet_deploy.cli import (
     quickstart,
     sensitivity,
     train,
+    triton,
     verify,
 )
 
@@ -70,6 +71,7 @@ app.command("verify")(verify.verify)
 app.command("sensitivity")(sensitivity.sensitivity)
 app.command("bench")(bench.bench)
 app.command("predict")(predict.predict)
+app.command("triton")(triton.triton)
 
 
 def main() -> None:
