@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from alexnet_deploy import __version__
-from alexnet_deploy.errors import ArtifactError, ConfigError, MissingBackendError
-from alexnet_deploy.manifest import Manifest, load_manifest, sha256_file, sidecar_path
+from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
+from alexnet_deploy.core.manifest import Manifest, sidecar_path
 from alexnet_deploy.triton_config import PLATFORM_FILES, Ident, to_pbtxt, validate_config
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "plan": "tensorrt_plan"}
@@ -151,18 +151,16 @@ def load_artifact(path: str | Path, force: bool = False) -> Artifact:
             inputs, outputs and classes), it is neither ONNX nor a plan, the sidecar describes another file
             (sha256), or its accuracy gate failed and ``force`` is not set.
     """
+    from alexnet_deploy.backends import describe_artifact
+
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"Artifact not found: {path}.")
-    if not sidecar_path(path).is_file():
+    if path.suffix.lower() not in (".onnx", ".plan", ".engine") and path.is_file():
+        raise ArtifactError(f"{path.name} is neither an ONNX model nor a plan, which is what Triton serves.")
+    if path.is_file() and not sidecar_path(path).is_file():
         raise ArtifactError(f"{path.name} has no sidecar ({sidecar_path(path).name} is missing), so its inputs, "
                             "outputs and classes are unknown; export or build it with alexnet-deploy.")  # fmt: skip
-    manifest = load_manifest(path)
-    if manifest.kind not in PLATFORMS:
-        raise ArtifactError(f"{path.name} is a {manifest.kind}; Triton serves ONNX models and TensorRT plans.")
-    if manifest.sha256 != sha256_file(path):
-        raise ArtifactError(f"The sidecar does not describe this file: {path.name}'s sha256 differs from the one "
-                            f"{sidecar_path(path).name} records.")  # fmt: skip
+    # The one description every command uses: schema, sha256 of the file and real input/output shapes checked.
+    manifest = describe_artifact(path).manifest
     if manifest.gate.get("status") == "failed" and not force:
         reason = manifest.gate.get("reason") or "see its sidecar"
         raise ArtifactError(f"{path.name} failed its accuracy gate ({reason}); pass --force to serve it anyway.")

@@ -2,7 +2,7 @@
 ``ModelConfig`` schema (``tritonclient.grpc.model_config_pb2``, compiled from Triton's model_config.proto).
 
 Writing needs nothing installed, so a repository can be made anywhere; validation needs tritonclient and says so
-with :class:`~alexnet_deploy.errors.MissingBackendError` when it is missing.
+with :class:`~alexnet_deploy.core.errors.MissingBackendError` when it is missing.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.errors import ArtifactError, MissingBackendError
+from alexnet_deploy.core.errors import ArtifactError, MissingBackendError
 
 PLATFORM_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}  # Triton's default file names
 KNOWN_PLATFORMS = {"onnxruntime_onnx", "tensorrt_plan", "pytorch_libtorch", "tensorflow_savedmodel",

@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load_batch(sidecar: dict, images: list[Path]) -> np.ndarray:
     """The images as one float32 N x 3 x H x W batch, preprocessed by the sidecar's eval preset."""
-    from alexnet_deploy.data import Preprocessing, eval_transform, load_rgb
+    from alexnet_deploy.core.data import Preprocessing, eval_transform, load_rgb
 
     transform = eval_transform(Preprocessing.from_dict(sidecar["preprocessing"]))
     return np.stack([transform(load_rgb(p)).numpy() for p in images]).astype(np.float32)

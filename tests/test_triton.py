@@ -30,8 +30,8 @@ import pytest
 from typer.testing import CliRunner
 
 from alexnet_deploy.cli.main import app
-from alexnet_deploy.errors import ArtifactError, ConfigError
-from alexnet_deploy.manifest import Manifest, load_manifest, save_manifest
+from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.manifest import Manifest, load_manifest, save_manifest
 from alexnet_deploy.triton import TritonOptions, parse_batch_sizes, validate_config, write_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +42,8 @@ model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2", rea
 def _export(tiny20: Path, out: Path, precision: str = "fp32") -> Path:
     import torch
 
-    from alexnet_deploy.data import Preprocessing, class_names
-    from alexnet_deploy.models import alexnet_paper
+    from alexnet_deploy.core.data import Preprocessing, class_names
+    from alexnet_deploy.core.models import alexnet_paper
     from export import export_model
 
     torch.manual_seed(0)
@@ -191,7 +191,7 @@ def test_refusals_leave_nothing_written(case, onnx_file, tmp_path):
     elif case == "sha mismatch":
         with open(onnx_file, "ab") as f:
             f.write(b"\0")
-        expected = "The sidecar does not describe this file"
+        expected = "The sidecar model.onnx.json does not describe model.onnx (their sha256 differ)"
     elif case == "mixed classes":
         classes = [f"other-{i}" for i in range(20)]
         args = [str(fake_plan(onnx_file, onnx_file.parent, "8.6")),
@@ -299,7 +299,7 @@ def test_example_client_builds_the_request_without_a_server(exports, tiny20):
     assert (args.url, args.model, args.top, len(args.images)) == ("localhost:8000", "alexnet_fp32", 5, 3)
     sidecar = json.loads(args.sidecar.read_text())
     batch = client.load_batch(sidecar, args.images)
-    from alexnet_deploy.data import Preprocessing, eval_transform, load_rgb
+    from alexnet_deploy.core.data import Preprocessing, eval_transform, load_rgb
 
     expected = eval_transform(Preprocessing.for_crop(64))(load_rgb(images[1])).numpy()
     assert batch.shape == (3, 3, 64, 64) and batch.dtype == np.float32
@@ -317,7 +317,7 @@ import sys
 sys.path.insert(0, {root!r})
 import numpy as np
 import triton_python_backend_utils as pb_utils
-from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
 
 class TritonPythonModel:
@@ -420,7 +420,7 @@ def test_a_real_triton_server_answers_like_the_artifact(exports, tiny20, tmp_pat
     import tritonclient.http as httpclient
     from google.protobuf import text_format
 
-    from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
     options = TritonOptions(kind="cpu", max_batch_size=8, preferred_batch=(4, 8), max_queue_delay_us=300_000)
     (model,) = write_repository([exports[0]], tmp_path / "repo", options)
