@@ -300,6 +300,22 @@ def rtx_status() -> dict[str, Any]:
     return status
 
 
+def rtx_verification(status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How ``build`` can verify a TensorRT-RTX plan here: run the plan, or (no supported GPU) its deployable ONNX.
+
+    Returns:
+        The sidecar's ``engine_run`` (True: the plan itself is run on a GPU) and ``verified_on`` (a sentence:
+        what the accuracy figures were measured with).
+    """
+    status = status if status is not None else rtx_status()
+    if status["can_run"]:
+        gpu = status["gpus"][0]
+        where = f"TensorRT-RTX {status['version']} on {gpu['name']} (compute {gpu['compute_capability']})"
+        return {"engine_run": True, "verified_on": f"the plan itself, run by {where}"}
+    why = status["reason"] or "it cannot run here"
+    return {"engine_run": False, "verified_on": f"the deployable ONNX in ONNX Runtime, not the plan ({why})"}
+
+
 # -- refusing a plan before TensorRT-RTX sees it -----------------------------------------------------------------
 def check_rtx_plan_compatible(engine_facts: dict, rtx_version: str, gpus: Sequence[GPU], *, device: int = 0) -> None:
     """Refuse, from the sidecar alone, a plan this machine's TensorRT-RTX or GPU cannot run.

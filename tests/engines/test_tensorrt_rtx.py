@@ -457,6 +457,21 @@ def test_rtx_status_when_not_installed(monkeypatch):
     assert status["reason"] == "the tensorrt_rtx package is not installed (pip install 'alexnet-deploy[tensorrt-rtx]')"
 
 
+def test_rtx_verification_says_what_the_accuracy_was_measured_on():
+    here = {"can_run": False, "reason": "running a plan needs an RTX/Ampere-or-newer GPU, SM75-SM121, not Hopper; "
+            "none found here (nvidia-smi absent)", "version": VERSION, "gpus": []}  # fmt: skip
+    assert rtx.rtx_verification(here) == {
+        "engine_run": False,
+        "verified_on": "the deployable ONNX in ONNX Runtime, not the plan (running a plan needs an RTX/Ampere-or-newer "
+        "GPU, SM75-SM121, not Hopper; none found here (nvidia-smi absent))",
+    }
+    gpu = {"name": RTX4090.name, "compute_capability": "8.9"}
+    assert rtx.rtx_verification({"can_run": True, "reason": "", "version": VERSION, "gpus": [gpu]}) == {
+        "engine_run": True,
+        "verified_on": "the plan itself, run by TensorRT-RTX 1.7.1.116 on NVIDIA GeForce RTX 4090 (compute 8.9)",
+    }
+
+
 # -- the runner's control flow, against a stand-in tensorrt_rtx and CPU buffers ----------------------------------
 class _Flags:
     """A pybind11 enum type with ``__members__``, as the runner reads ``EngineInvalidityDiagnostics``."""
