@@ -4,7 +4,9 @@ This is NOT a test of TensorRT: the stand-in only mirrors the names and signatur
 (checked against tensorrt_bindings 10.16.1 and 11.4.0), so that every line of ``build_plan`` runs on this CPU
 machine — flags, config calls, profile, timing cache round trip, atomic writes, error sentences, the facts dict;
 for the runner, buffers on the CPU and a faked ``torch.cuda`` (stream, events) stand in for the GPU.
-The real build is covered by the ``@pytest.mark.tensorrt`` tests in test_tensorrt_engine.py.
+The real build is covered by the ``@pytest.mark.tensorrt`` tests in test_tensorrt_engine.py; the part of it that
+TensorRT-RTX shares (parser errors naming the node, a failed build leaving no file) by the real-library tests in
+test_tensorrt_rtx.py, which replaced the stand-in tests of those.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from test_tensorrt_engine import small_onnx  # pytest puts this folder on sys.pa
 
 from alexnet_deploy.backends.tensorrt import builder as trt_engine
 from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions, build_plan
-from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.system import GPU
 
 
@@ -221,24 +223,6 @@ def test_standin_build_on_11x_sets_no_network_flag(tmp_path, standin):
     assert calls["network_flags"] == 0 and facts["network_flags"] == [] and "builder_flags" not in calls
     assert calls["config"].hardware_compatibility_level.name == "NONE"
     assert not hasattr(calls["config"], "profiling_verbosity")  # no layer report asked for
-
-
-def test_standin_parser_errors_are_reported_and_nothing_is_written(tmp_path, standin):
-    standin(parse_ok=False)
-    with pytest.raises(ArtifactError) as err:
-        build_plan(small_onnx(tmp_path / "m.onnx"), tmp_path / "m.plan")
-    assert str(err.value) == (
-        "TensorRT's ONNX parser rejected m.onnx: node 0: unsupported operator; node 1: unsupported operator; "
-        "node 2: unsupported operator (and 1 more)."
-    )
-    assert not (tmp_path / "m.plan").exists()
-
-
-def test_standin_failed_build_says_why_and_writes_nothing(tmp_path, standin):
-    standin(build_ok=False)
-    with pytest.raises(ArtifactError, match="could not build a plan from m.onnx: Out of memory while building"):
-        build_plan(small_onnx(tmp_path / "m.onnx"), tmp_path / "m.plan")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
 def test_standin_old_10x_without_same_compute_capability(tmp_path, standin):
