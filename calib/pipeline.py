@@ -34,7 +34,13 @@ from calib.qdq import (
     tensors_to_calibrate,
     write_qdq,
 )
-from calib.reader import DEFAULT_HOLDOUT_IMAGES, DEFAULT_NUM_IMAGES, CalibrationData, load_calibration_data
+from calib.reader import (
+    DEFAULT_HOLDOUT_IMAGES,
+    DEFAULT_NUM_IMAGES,
+    DEFAULT_SEED,
+    CalibrationData,
+    load_calibration_data,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +125,17 @@ class CalibrationResult:
     excluded: list[str] = field(default_factory=list)  # node names left in float
     structure: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def chosen_candidate(self) -> Candidate:
+        """The candidate this result's method and form were."""
+        return next(c for c in self.candidates if c.method == self.method.value and c.form == self.form.name)
+
+    def mark_chosen(self) -> None:
+        """Mark this result's candidate, and no other, as the one chosen."""
+        mine = self.chosen_candidate
+        for cand in self.candidates:
+            cand.chosen = cand is mine
+
     def to_dict(self) -> dict[str, Any]:
         """The sidecar's ``calibration`` field."""
         return {
@@ -191,6 +208,8 @@ def _score(candidate_path: Path, images: PreparedImages, fp32_logits: np.ndarray
 
 def _holdout_rank(candidate: Candidate) -> tuple[float, float]:
     """Candidates are chosen by top-1 agreement with FP32 on the held-out images, then by top-1."""
+    if candidate.holdout is None:  # nothing to choose between
+        return 0.0, 0.0
     return candidate.holdout["agreement_top1"], candidate.holdout["top1"]
 
 
@@ -214,15 +233,15 @@ def parse_methods(method: str | CalibrationMethod) -> tuple[CalibrationMethod, .
 
 
 def calibrate(
-    model: str | Path,
-    calib_data: str | Path,
+    model: str | Path | SourceModel,
+    calib_data: str | Path | None,
     out_path: str | Path | None,
     *,
     target: QuantTarget | str = QuantTarget.TENSORRT,
-    method: str | CalibrationMethod = "auto",
+    method: str | CalibrationMethod = CalibrationMethod.AUTO,
     num_images: int = DEFAULT_NUM_IMAGES,
     holdout_images: int = DEFAULT_HOLDOUT_IMAGES,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     options: CalibrationOptions | None = None,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
@@ -237,8 +256,8 @@ def calibrate(
     tensorrt form and ONNX Runtime's own uint8 form are compared the same way. Every candidate is reported.
 
     Args:
-        model: the FP32 ONNX (an export with its sidecar).
-        calib_data: an ImageFolder, or a root with ``train/`` (used) and ``val/``.
+        model: the FP32 ONNX (an export with its sidecar), or one already opened with :func:`open_source_model`.
+        calib_data: an ImageFolder, or a root with ``train/`` (used) and ``val/``; unused when ``data`` is given.
         out_path: the Q/DQ ONNX to write (with its sidecar); ``None`` writes nothing (the caller writes).
         target: ``tensorrt`` (always the symmetric TensorRT form) or ``onnxruntime``.
         method: ``auto``, ``minmax``, ``entropy`` or ``percentile``.
@@ -257,73 +276,93 @@ def calibrate(
         ArtifactError: the model is not a calibratable FP32 ONNX, or cannot be written.
         ConfigError: an unknown method or target.
     """
-    source = open_source_model(model)
+    source = model if isinstance(model, SourceModel) else open_source_model(model)
     out = Path(out_path) if out_path is not None else None
     with output_lock(out) if out is not None else contextlib.nullcontext():
-        methods = parse_methods(method)
-        forms = forms_for(target)
-        options = options or CalibrationOptions()
-        choice = len(methods) * len(forms) > 1
-        if data is None:
-            data = load_calibration_data(
-                calib_data,
-                source.preprocessing,
-                num_images=num_images,
-                holdout_images=holdout_images if choice else 0,
-                seed=seed,
-                progress=progress,
-            )
-        if choice and (data.holdout is None or len(data.holdout) == 0):
-            raise ConfigError("Choosing a calibration needs held-out images; the calibration folder is too small.")
-        cache = None if not use_cache else RangeCache(cache_dir) if cache_dir else RangeCache.beside(source.path)
-        graph = load_graph(source.path)
-        needed: set[str] = set()
-        for form in forms:
-            needed |= tensors_to_calibrate(graph, form)
-        reference = fp32_logits(source, data.holdout) if choice else None
+        per_form = calibrate_forms(
+            source, calib_data, forms_for(target), method=method, num_images=num_images,
+            holdout_images=holdout_images, seed=seed, options=options, cache_dir=cache_dir, use_cache=use_cache,
+            exclude=exclude, data=data, progress=progress, work_beside=out,
+        )  # fmt: skip
+        best = max(per_form.values(), key=lambda r: _holdout_rank(r.chosen_candidate))
+        best.mark_chosen()
+        if out is not None:
+            write_calibrated(source, best, out)
+        return best
 
-        all_ranges: dict[CalibrationMethod, Ranges] = {}
-        candidates: list[Candidate] = []
-        with work_dir(out or source.path, "calibrate") as work:
-            for m in methods:
-                start = time.perf_counter()
-                ranges, status = _ranges_for(source, data, options.with_method(m), needed, cache, progress)
-                all_ranges[m] = ranges
-                seconds = time.perf_counter() - start
-                for form in forms:
-                    cand = Candidate(m.value, form.name, status, round(seconds, 2))
-                    if choice:
-                        trial = Path(work) / f"{m.value}-{form.name}.onnx"
-                        write_qdq(source.path, trial, ranges, form, exclude=exclude)
-                        cand.holdout = _score(trial, data.holdout, reference)
-                        if progress:
-                            progress("Comparing calibrations", len(candidates) + 1, len(methods) * len(forms))
-                    candidates.append(cand)
-            minmax = all_ranges.get(CalibrationMethod.MINMAX)
-            for cand in candidates:
-                form_tensors = tensors_to_calibrate(graph, next(f for f in forms if f.name == cand.form))
-                cand.vs_minmax = _vs_minmax(all_ranges[CalibrationMethod(cand.method)], minmax, form_tensors)
-            best = (
-                max(candidates, key=lambda c: (c.holdout["agreement_top1"], c.holdout["top1"]))
-                if choice
-                else candidates[0]
-            )
-            best.chosen = True
+
+def calibrate_forms(
+    source: SourceModel,
+    calib_data: str | Path | None,
+    forms: Sequence[QdqForm],
+    *,
+    method: str | CalibrationMethod = CalibrationMethod.AUTO,
+    num_images: int = DEFAULT_NUM_IMAGES,
+    holdout_images: int = DEFAULT_HOLDOUT_IMAGES,
+    seed: int = DEFAULT_SEED,
+    options: CalibrationOptions | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    exclude: Sequence[str] = (),
+    data: CalibrationData | None = None,
+    progress: ProgressFn | None = None,
+    work_beside: Path | None = None,
+) -> dict[str, CalibrationResult]:
+    """One calibration per Q/DQ form: every method's ranges computed once (or taken from the cache), each form's
+    best method chosen on the held-out calibration images. ``build --backend auto`` then chooses among the
+    forms by measured speed; :func:`calibrate` by held-out agreement.
+
+    Returns:
+        ``{form name: CalibrationResult}``; each result lists every candidate tried (all forms).
+    """
+    methods = parse_methods(method)
+    options = options or CalibrationOptions()
+    choice = len(methods) * len(forms) > 1
+    if data is None:
+        if calib_data is None:
+            raise ConfigError("Calibration needs images (--calib-data).")
+        data = load_calibration_data(
+            calib_data, source.preprocessing, num_images=num_images, holdout_images=holdout_images if choice else 0,
+            seed=seed, progress=progress,
+        )  # fmt: skip
+    if choice and (data.holdout is None or len(data.holdout) == 0):
+        raise ConfigError("Choosing a calibration needs held-out images; the calibration folder is too small.")
+    cache = None if not use_cache else RangeCache(cache_dir) if cache_dir else RangeCache.beside(source.path)
+    graph = load_graph(source.path)
+    needed: set[str] = set().union(*(tensors_to_calibrate(graph, f) for f in forms))
+    reference = fp32_logits(source, data.holdout) if choice else None
+    all_ranges: dict[CalibrationMethod, Ranges] = {}
+    candidates: list[Candidate] = []
+    with work_dir(work_beside or source.path, "calibrate") as work:
+        for m in methods:
+            start = time.perf_counter()
+            ranges, status = _ranges_for(source, data, options.with_method(m), needed, cache, progress)
+            all_ranges[m] = ranges
+            seconds = time.perf_counter() - start
+            for form in forms:
+                cand = Candidate(m.value, form.name, status, round(seconds, 2))
+                if choice:
+                    trial = work / f"{m.value}-{form.name}.onnx"
+                    write_qdq(source.path, trial, ranges, form, exclude=exclude)
+                    cand.holdout = _score(trial, data.holdout, reference)
+                    if progress:
+                        progress("Comparing calibrations", len(candidates) + 1, len(methods) * len(forms))
+                candidates.append(cand)
+    minmax = all_ranges.get(CalibrationMethod.MINMAX)
+    for cand in candidates:
+        form_tensors = tensors_to_calibrate(graph, next(f for f in forms if f.name == cand.form))
+        cand.vs_minmax = _vs_minmax(all_ranges[CalibrationMethod(cand.method)], minmax, form_tensors)
+    results = {}
+    for form in forms:
+        mine = [c for c in candidates if c.form == form.name]
+        best = max(mine, key=_holdout_rank) if choice else mine[0]
         best_method = CalibrationMethod(best.method)
-        best_form = next(f for f in forms if f.name == best.form)
-        result = CalibrationResult(
-            path=Path(out_path) if out_path is not None else None,
-            method=best_method,
-            form=best_form,
-            ranges=all_ranges[best_method],
-            options=options.with_method(best_method),
-            data=data.describe(),
-            candidates=candidates,
+        results[form.name] = CalibrationResult(
+            path=None, method=best_method, form=form, ranges=all_ranges[best_method],
+            options=options.with_method(best_method), data=data.describe(), candidates=candidates,
             excluded=list(exclude),
-        )
-        if out_path is not None:
-            write_calibrated(source, result, out)
-        return result
+        )  # fmt: skip
+    return results
 
 
 def write_calibrated(

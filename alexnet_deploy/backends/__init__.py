@@ -96,6 +96,7 @@ def register(spec: BackendSpec) -> BackendSpec:
 register(BackendSpec(BackendName.TORCH, "alexnet_deploy.backends.pytorch", runs="checkpoint"))
 register(BackendSpec(BackendName.ONNXRUNTIME, "alexnet_deploy.backends.onnxruntime", "onnx", "ort.onnx", ("ort",)))
 register(BackendSpec(BackendName.TENSORRT, "alexnet_deploy.backends.tensorrt", "plan", "plan", ("trt",)))
+register(BackendSpec(BackendName.TENSORRT_RTX, "alexnet_deploy.backends.tensorrt.rtx", "plan", "rtx.plan", ("rtx",)))
 
 
 def backends() -> list[BackendSpec]:
@@ -205,7 +206,8 @@ def describe_artifact(path: str | Path, *, require_manifest: bool = True) -> Art
 
 
 def _default_backend(kind: str, manifest: Manifest | None) -> BackendName:
-    named = (manifest.engine.get("backend") if manifest else None) or ""
+    engine = manifest.engine if manifest else {}
+    named = engine.get("backend") or engine.get("flavour") or ""
     for spec in _REGISTRY.values():
         if named == spec.name.value and spec.runs == kind:
             return spec.name

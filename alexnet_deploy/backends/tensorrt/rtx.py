@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alexnet_deploy.backends.base import BackendStatus
 from alexnet_deploy.backends.tensorrt.builder import (
     ProfileOptions,
     TensorRTFlavour,
@@ -549,3 +550,29 @@ class TensorRTRTXRunner(TensorRTRunner):
             if hasattr(self, attr):
                 delattr(self, attr)
         super().deactivate_impl()
+
+
+# -- the registry's interface (alexnet_deploy.backends) -----------------------------------------------------------
+BuildOptions = RTXBuildOptions
+build = build_rtx_plan
+
+
+def status() -> BackendStatus:
+    """TensorRT-RTX builds wherever it is installed (no GPU needed) and runs on a supported GPU."""
+    found = rtx_status()
+    return BackendStatus(
+        "tensorrt-rtx",
+        bool(found["installed"]),
+        found["version"],
+        can_build=bool(found["can_build"]),
+        can_run=bool(found["can_run"]),
+        reason=str(found["reason"]),
+        details={"gpus": found["gpus"]},
+    )
+
+
+def open_runner(artifact, *, device: str = "cpu", threads=None, precision=None, compile: bool = False):
+    """A :class:`TensorRTRTXRunner` for a plan on ``cuda:N`` (GPU 0 for the default device); the sidecar, the
+    plan's bytes and the GPU are checked when it activates, before TensorRT-RTX sees the plan."""
+    index = int(device.partition(":")[2] or 0) if device.startswith("cuda") else 0
+    return TensorRTRTXRunner(artifact.path, device=index)
