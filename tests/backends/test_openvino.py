@@ -124,9 +124,7 @@ def test_bf16_agrees_with_fp32(fp32_onnx, val_images):
     got = _logits(runner, val_images)
     assert runner.properties["INFERENCE_PRECISION_HINT"] == "bf16"
     assert _agreement(got, ref) >= 0.97 and float(np.abs(got - ref).max()) > 1e-4  # really ran in bf16
-    # Why None pins f32: left alone, OpenVINO would pick bf16 here by itself.
-    plain = ov.Core().compile_model(str(fp32_onnx), "CPU")
-    assert plain.get_property("INFERENCE_PRECISION_HINT").to_string() == "bf16"
+    # None pins f32 (test_engine_is_the_onnx_...): left alone, OpenVINO 2026.4 picks bf16 by itself on this CPU.
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -256,7 +254,7 @@ def test_sidecar_facts_are_checked_before_loading(monkeypatch):
     assert check_openvino_compatible(newer, use_ir=False) is None  # the ONNX loads on any version
 
 
-def test_ir_loads_faster_and_computes_the_same_logits(int8_onnx, val_images, tmp_path):
+def test_ir_is_recorded_and_computes_the_same_logits_and_a_changed_ir_is_not_loaded(int8_onnx, val_images, tmp_path):
     out = tmp_path / "m.int8.ov.onnx"
     facts = build_openvino_engine(int8_onnx, out, OpenVINOBuildOptions(threads=2, save_ir=True))
     xml, bin_ = out.with_suffix(".xml"), out.with_suffix(".bin")
