@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import IMAGENETTE, REPO, ensure_artifacts, load_images, ratio_table  # noqa: E402
 from run_benchmarks import conditions  # noqa: E402
 
+from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner, session_options  # noqa: E402
 from alexnet_deploy.backends.openvino import OpenVINORunner, openvino_status  # noqa: E402
 from alexnet_deploy.bench import (  # noqa: E402
     BenchConfig,
@@ -40,8 +41,7 @@ from alexnet_deploy.bench import (  # noqa: E402
     measure_ceiling,
     run_benchmark,
 )
-from alexnet_deploy.manifest import library_versions  # noqa: E402
-from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner, session_options  # noqa: E402
+from alexnet_deploy.core.manifest import library_versions  # noqa: E402
 
 ORT_FP32, TORCH = "onnxruntime fp32", "torch eager fp32"
 
@@ -81,9 +81,9 @@ def variants(name: str, work: Path, threads: int) -> dict[str, OnnxRuntimeRunner
 
 def comparison(name: str, work: Path, batches, duration_s: float, threads: int, ceiling: dict, log):
     """One interleaved run of every variant with PyTorch eager (the harness's baseline) and torch.compile."""
-    from alexnet_deploy.checkpoint import load_model
-    from alexnet_deploy.models import profile_model
-    from alexnet_deploy.runners.torch_runner import TorchRunner
+    from alexnet_deploy.backends.pytorch import TorchRunner
+    from alexnet_deploy.core.checkpoint import load_model
+    from alexnet_deploy.core.models import profile_model
 
     ckpt = ensure_artifacts(name, work)["ckpt"]
     model = load_model(ckpt).model

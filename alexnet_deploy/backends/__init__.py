@@ -95,6 +95,7 @@ def register(spec: BackendSpec) -> BackendSpec:
 
 register(BackendSpec(BackendName.TORCH, "alexnet_deploy.backends.pytorch", runs="checkpoint"))
 register(BackendSpec(BackendName.ONNXRUNTIME, "alexnet_deploy.backends.onnxruntime", "onnx", "ort.onnx", ("ort",)))
+register(BackendSpec(BackendName.OPENVINO, "alexnet_deploy.backends.openvino", "onnx", "ov.onnx", ("ov",)))
 register(BackendSpec(BackendName.TENSORRT, "alexnet_deploy.backends.tensorrt", "plan", "plan", ("trt",)))
 register(BackendSpec(BackendName.TENSORRT_RTX, "alexnet_deploy.backends.tensorrt.rtx", "plan", "rtx.plan", ("rtx",)))
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.errors import ArtifactError, ConfigError, MissingBackendError
-from alexnet_deploy.manifest import atomic_path, sha256_file
-from alexnet_deploy.runners.base import Runner
+from alexnet_deploy.backends.base import BackendStatus, Runner
+from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
+from alexnet_deploy.core.files import atomic_path, sha256_file
 
 MISSING = "OpenVINO is not installed (pip install openvino)."
 PRECISIONS = ("f32", "bf16", "f16")
@@ -490,3 +490,32 @@ def openvino_runner_for(
         num_streams=options.get("num_streams"),
         precision=precision,
     )
+
+
+# -- the registry's interface (alexnet_deploy.backends) -----------------------------------------------------------
+BuildOptions = OpenVINOBuildOptions
+build = build_openvino_engine
+
+
+def status() -> BackendStatus:
+    """OpenVINO builds and runs wherever it imports and finds a device (CPU on x86 and ARM)."""
+    found = openvino_status()
+    usable = bool(found["usable"])
+    extra = f"{', '.join(found['devices'])}" + ("; bf16" if found.get("bf16") else "")
+    return BackendStatus(
+        "openvino",
+        bool(found["installed"]),
+        found["version"],
+        can_build=usable,
+        can_run=usable,
+        reason=extra if usable else str(found["reason"]),
+        details={k: found[k] for k in ("devices", "cpu", "bf16")},
+    )
+
+
+def open_runner(artifact, *, device: str = "cpu", threads=None, precision=None, compile: bool = False):
+    """A runner for an ONNX :class:`~alexnet_deploy.backends.Artifact`: as its sidecar's engine facts say for an
+    OpenVINO engine (device, inference precision, hint, IR), else OpenVINO's CPU plugin in f32."""
+    if artifact.engine.get("backend") == "openvino":
+        return openvino_runner_for(artifact.path, artifact.engine, threads=threads, precision=artifact.precision)
+    return OpenVINORunner(artifact.path, threads=threads, precision=artifact.precision)

@@ -30,7 +30,10 @@ from alexnet_deploy.core.files import atomic_path, replace_durably, sha256_file,
 from alexnet_deploy.core.vocab import Precision
 
 MANIFEST_VERSION = 1
-TRACKED_PACKAGES = ("alexnet-deploy", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt")
+TRACKED_PACKAGES = (
+    "alexnet-deploy", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt",
+    "tensorrt_rtx",
+)  # fmt: skip
 
 
 def library_versions() -> dict[str, str]:

@@ -14,6 +14,7 @@ from quant_models import PREPROCESSING, trained_onnx
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install openvino)")
 
 import alexnet_deploy.backends.openvino as ovb  # noqa: E402
+from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner  # noqa: E402
 from alexnet_deploy.backends.openvino import (  # noqa: E402
     OpenVINOBuildOptions,
     OpenVINORunner,
@@ -22,9 +23,8 @@ from alexnet_deploy.backends.openvino import (  # noqa: E402
     openvino_runner_for,
     openvino_status,
 )
-from alexnet_deploy.data import ImageFolderDataset, eval_transform  # noqa: E402
-from alexnet_deploy.errors import ArtifactError, ConfigError, MissingBackendError  # noqa: E402
-from alexnet_deploy.runners.onnxruntime_runner import OnnxRuntimeRunner  # noqa: E402
+from alexnet_deploy.core.data import ImageFolderDataset, eval_transform  # noqa: E402
+from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError  # noqa: E402
 from calib import calibrate  # noqa: E402
 
 BF16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
