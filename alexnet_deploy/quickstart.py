@@ -39,7 +39,7 @@ class QuickstartOptions:
         train_minutes: training time budget (the demo preset's schedule follows it).
         epochs: at most this many epochs (``None``: the preset's).
         train_overrides: further training settings (``TrainConfig`` field names), e.g. ``{"width": 0.125}``.
-        backend: ``auto``, ``onnxruntime`` or ``tensorrt`` for the INT8 build.
+        backend: ``auto`` (the fastest verified engine here, measured) or a backend of the registry, for INT8.
         calib_images / holdout_images: calibration images, and held-out ones to choose the method on.
         eval_limit: evaluate on at most this many validation images (``None``: all).
         bench_batches / bench_seconds: what the benchmark measures, and for how long per engine and batch.
@@ -153,18 +153,25 @@ def _export(checkpoint: Path, out: Path, precision: str, val: Path, data_key: st
 
 
 def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, progress) -> dict[str, Any]:
-    from alexnet_deploy.build import BuildGateError, build, resolve_backend
+    from alexnet_deploy.backends import backend_spec
+    from alexnet_deploy.build import BuildGateError, BuildOptions, build
 
-    backend, _ = resolve_backend(opts.backend)
-    path = opts.out / ("model.int8.plan" if backend == "tensorrt" else "model.int8.onnx")
-    key = sha256_text(sha256_file(fp32), backend, data_key, str(opts.calib_images), str(opts.holdout_images),
-                      str(opts.eval_limit))  # fmt: skip
+    # The output's ending tells auto which engines to measure: plans where TensorRT runs here, else ONNX engines
+    # (ONNX Runtime, OpenVINO).
+    plan = opts.backend in ("tensorrt", "tensorrt-rtx") or (
+        opts.backend == "auto" and backend_spec("tensorrt").status().can_run
+    )
+    path = opts.out / ("model.int8.plan" if plan else "model.int8.onnx")
+    options = BuildOptions(
+        backend=opts.backend, num_calib_images=opts.calib_images, holdout_images=opts.holdout_images,
+        eval_limit=opts.eval_limit, threads=opts.threads,
+    )  # fmt: skip
+    key = sha256_text(sha256_file(fp32), str(options.backend), data_key, str(opts.calib_images),
+                      str(opts.holdout_images), str(opts.eval_limit))  # fmt: skip
 
     def do() -> dict[str, Any]:
         try:
-            r = build(fp32, precision="int8", eval_data=data, calib_data=data, backend=opts.backend, out=path,
-                      num_calib_images=opts.calib_images, holdout_images=opts.holdout_images,
-                      eval_limit=opts.eval_limit, threads=opts.threads, progress=progress)  # fmt: skip
+            r = build(fp32, data, data, options, out=path, progress=progress)
             reason = ""
         except BuildGateError as exc:
             r, reason = exc.result, str(exc)
@@ -176,6 +183,8 @@ def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, pr
             "backend_reason": r.backend_reason,
             "gate": asdict(r.gate),
             "calibration": r.calibration,
+            "selection": r.selection,
+            "notes": r.notes,
         }
 
     value = stages.run("build-int8", key, [path], do)

@@ -83,6 +83,52 @@ def rank_layers(
     return sorted(results, key=lambda r: (r.agreement_top1, -r.max_abs_logit_diff))
 
 
+def _attempt_summary(float_layers: list[str], cand) -> dict[str, Any]:
+    return {
+        "float_layers": float_layers,
+        "top1": cand.metrics["top1"],
+        "top5": cand.metrics["top5"],
+        "agreement_top1": cand.comparison["agreement_top1"],
+        "passed": cand.gate.passed,
+    }
+
+
+def fallback(cand, inputs, calibration, options, progress: ProgressFn | None = None) -> None:
+    """Leave the most sensitive layers of a build candidate in float, one more at a time, until it passes the gate.
+
+    The layers are ranked on held-out *calibration* images (never the evaluation set); each attempt rewrites the
+    candidate's Q/DQ ONNX, recompiles and re-verifies it. ``cand`` is updated in place and ``cand.fallback``
+    records the ranking and every attempt.
+    """
+    from alexnet_deploy.selection import compile_candidate, verify_candidate
+    from calib.pipeline import fp32_logits, write_calibrated
+
+    src, data = inputs.source, inputs.data
+    rank_images = data.holdout if data.holdout is not None and len(data.holdout) else data.calibration
+    ranking = rank_layers(
+        src.path, calibration.ranges, calibration.form, rank_images, fp32_logits(src, rank_images), progress=progress
+    )
+    tried = [_attempt_summary([], cand)]
+    for k in range(1, min(options.max_fallback_layers, len(ranking)) + 1):
+        excluded = ranking[:k]
+        log.warning("The gate failed; leaving %s in float.", ", ".join(r.label for r in excluded))
+        write_calibrated(src, calibration, cand.deployable, exclude=[r.node for r in excluded])
+        compile_candidate(cand, src.manifest, options.precision, options.engine_options)
+        verify_candidate(cand, inputs.images, inputs.reference, options.gate, options.batch_size, options.threads,
+                         progress)  # fmt: skip
+        tried.append(_attempt_summary([r.label for r in excluded], cand))
+        if cand.gate.passed:
+            break
+    cand.fallback = {
+        "ranked_on": f"{len(rank_images)} held-out calibration images (not the evaluation set)",
+        "ranking": [r.to_dict() for r in ranking],
+        "attempts": tried,
+        "float_layers": tried[-1]["float_layers"],
+        "float_nodes": list(calibration.excluded),
+        "max_layers": options.max_fallback_layers,
+    }
+
+
 def plot_sensitivity(ranking: list[LayerSensitivity], path: str | Path, title: str = "") -> Path:
     """Save a bar chart (PNG) of each layer's top-1 disagreement with FP32 when quantized alone, in graph order."""
     import matplotlib

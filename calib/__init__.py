@@ -10,11 +10,38 @@ The modules: :mod:`calib.reader` (images), :mod:`calib.methods` (minmax/entropy/
 (the whole calibration).
 """
 
-from calib.cache import CacheKey, RangeCache
-from calib.methods import CalibrationMethod, CalibrationOptions, Ranges, compute_ranges, make_calibrator
-from calib.pipeline import CalibrationResult, Candidate, calibrate, open_source_model
-from calib.qdq import QdqForm, QuantTarget, describe_qdq, quantizable_layers, write_qdq
-from calib.reader import CalibrationData, ImageReader, load_calibration_data, split_calibration
+_WHERE = {
+    "CacheKey": "calib.cache",
+    "RangeCache": "calib.cache",
+    "CalibrationMethod": "calib.methods",
+    "CalibrationOptions": "calib.methods",
+    "Ranges": "calib.methods",
+    "compute_ranges": "calib.methods",
+    "make_calibrator": "calib.methods",
+    "CalibrationResult": "calib.pipeline",
+    "Candidate": "calib.pipeline",
+    "calibrate": "calib.pipeline",
+    "open_source_model": "calib.pipeline",
+    "QdqForm": "calib.qdq",
+    "QuantTarget": "calib.qdq",
+    "describe_qdq": "calib.qdq",
+    "quantizable_layers": "calib.qdq",
+    "write_qdq": "calib.qdq",
+    "CalibrationData": "calib.reader",
+    "ImageReader": "calib.reader",
+    "load_calibration_data": "calib.reader",
+    "split_calibration": "calib.reader",
+}
+
+
+def __getattr__(name: str):
+    """Import the public names on first use, so that ``import calib.methods`` (the CLI's defaults) stays light."""
+    import importlib
+
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'calib' has no attribute {name!r}")
+
 
 __all__ = [
     "CacheKey",

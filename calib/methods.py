@@ -32,6 +32,12 @@ from alexnet_deploy.core.vocab import CONCRETE_METHODS, CalibrationMethod
 
 log = logging.getLogger(__name__)
 
+#: How many images a calibration takes (stratified over classes, seeded), and how many more it holds out to
+#: choose the method (and rank layers for the build's fallback): the defaults of ``calibrate`` and ``build``.
+DEFAULT_NUM_IMAGES = 512
+DEFAULT_HOLDOUT_IMAGES = 1000
+DEFAULT_SEED = 0
+
 
 ALL_METHODS = CONCRETE_METHODS
 

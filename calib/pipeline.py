@@ -23,7 +23,16 @@ from alexnet_deploy.core.files import atomic_path, output_lock, sha256_file, wor
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
 from alexnet_deploy.core.manifest import Manifest, load_manifest, write_manifest
 from calib.cache import CacheKey, RangeCache
-from calib.methods import ALL_METHODS, CalibrationMethod, CalibrationOptions, Ranges, compute_ranges
+from calib.methods import (
+    ALL_METHODS,
+    DEFAULT_HOLDOUT_IMAGES,
+    DEFAULT_NUM_IMAGES,
+    DEFAULT_SEED,
+    CalibrationMethod,
+    CalibrationOptions,
+    Ranges,
+    compute_ranges,
+)
 from calib.qdq import (
     QdqForm,
     QuantTarget,
@@ -34,13 +43,7 @@ from calib.qdq import (
     tensors_to_calibrate,
     write_qdq,
 )
-from calib.reader import (
-    DEFAULT_HOLDOUT_IMAGES,
-    DEFAULT_NUM_IMAGES,
-    DEFAULT_SEED,
-    CalibrationData,
-    load_calibration_data,
-)
+from calib.reader import CalibrationData, load_calibration_data
 
 log = logging.getLogger(__name__)
 

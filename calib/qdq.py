@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.core.errors import ArtifactError
+from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.files import atomic_path
 from alexnet_deploy.core.vocab import QuantTarget
 from calib.methods import Ranges, ort_method
@@ -74,6 +74,18 @@ ONNXRUNTIME_FORM = QdqForm(
     quantize_bias=True,
 )
 FORMS = {f.name: f for f in (TENSORRT_FORM, ONNXRUNTIME_FORM)}
+
+
+def form_named(name: str) -> QdqForm:
+    """The Q/DQ form called ``name`` (``tensorrt`` or ``onnxruntime``).
+
+    Raises:
+        ConfigError: no such form.
+    """
+    for form in (TENSORRT_FORM, ONNXRUNTIME_FORM):
+        if form.name == name:
+            return form
+    raise ConfigError(f"Unknown Q/DQ form '{name}'; choose tensorrt or onnxruntime.")
 
 
 def forms_for(target: QuantTarget | str) -> tuple[QdqForm, ...]:

@@ -18,12 +18,9 @@ import numpy as np
 from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, split_dir, stratified_indices
 from alexnet_deploy.core.errors import DataError
 from alexnet_deploy.core.images import PreparedImages, ProgressFn, prepare_images
+from calib.methods import DEFAULT_NUM_IMAGES, DEFAULT_SEED
 
 log = logging.getLogger(__name__)
-
-DEFAULT_NUM_IMAGES = 512
-DEFAULT_HOLDOUT_IMAGES = 1000
-DEFAULT_SEED = 0
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +11,13 @@ from quant_models import trained_onnx
 from typer.testing import CliRunner
 
 import calib.pipeline
-from alexnet_deploy.build import BuildGateError, build, default_output, resolve_backend
+from alexnet_deploy.build import BuildGateError, BuildOptions, build, default_output
 from alexnet_deploy.cli.main import app
 from alexnet_deploy.core.accuracy import Gate
 from alexnet_deploy.core.errors import MissingBackendError
 from alexnet_deploy.core.files import sha256_file
 from alexnet_deploy.core.manifest import load_manifest, save_manifest
+from alexnet_deploy.selection import choose_backends
 from alexnet_deploy.verify import evaluate
 from calib import describe_qdq
 
@@ -43,7 +45,7 @@ def black(tmp_path_factory):
 
 def test_int8_build_writes_the_file_it_verified(fp32_onnx, tiny20, tmp_path):
     out = tmp_path / "m.int8.onnx"
-    result = build(fp32_onnx, eval_data=tiny20, calib_data=tiny20, out=out, gate=LOOSE, calib_method="minmax", **FAST)
+    result = build(fp32_onnx, tiny20, tiny20, BuildOptions(gate=LOOSE, calib_method="minmax", **FAST), out=out)
     assert result.passed and result.path == out and out.is_file()
     m = load_manifest(out)
     assert m.kind == "onnx" and m.precision == "int8" and m.gate["status"] == "passed" and not m.gate["forced"]
@@ -61,8 +63,8 @@ def test_int8_build_writes_the_file_it_verified(fp32_onnx, tiny20, tmp_path):
 def test_broken_calibration_is_refused_and_nothing_is_written(fp32_onnx, tiny20, black, tmp_path):
     out = tmp_path / "out" / "m.int8.onnx"
     with pytest.raises(BuildGateError, match="no engine was written") as err:
-        build(fp32_onnx, eval_data=tiny20, calib_data=black, out=out, gate=LOOSE, calib_method="minmax",
-              max_fallback_layers=0, **FAST)  # fmt: skip
+        build(fp32_onnx, tiny20, black, BuildOptions(gate=LOOSE, calib_method="minmax", max_fallback_layers=0, **FAST),
+              out=out)  # fmt: skip
     result = err.value.result
     assert not result.passed and result.path is None and result.comparison["agreement_top1"] < 80.0
     assert list(out.parent.iterdir()) == []  # no engine, no sidecar, no staging leftovers
@@ -95,7 +97,7 @@ def test_fallback_leaves_the_damaged_layer_in_float(fp32_onnx, tiny20, tmp_path,
 
     monkeypatch.setattr(calib.pipeline, "compute_ranges", conv1_broken)
     out = tmp_path / "fb.onnx"
-    result = build(fp32_onnx, eval_data=tiny20, calib_data=tiny20, out=out, gate=LOOSE, calib_method="minmax", **FAST)
+    result = build(fp32_onnx, tiny20, tiny20, BuildOptions(gate=LOOSE, calib_method="minmax", **FAST), out=out)
     assert result.passed and result.fallback["float_layers"] == ["conv1"]
     assert result.fallback["ranking"][0]["label"] == "conv1"
     assert not result.fallback["attempts"][0]["passed"] and result.fallback["attempts"][-1]["passed"]
@@ -125,7 +127,8 @@ def test_calibrate_auto_reports_all_three_methods(fp32_onnx, tiny20, tmp_path):
 
 
 def test_fp16_build(fp32_onnx, tiny20, tmp_path):
-    result = build(fp32_onnx, precision="fp16", eval_data=tiny20, backend="onnxruntime", out=tmp_path / "h.onnx")
+    options = BuildOptions(precision="fp16", backend="onnxruntime")
+    result = build(fp32_onnx, tiny20, options=options, out=tmp_path / "h.onnx")
     assert result.passed and result.comparison["agreement_top1"] >= 99.0
     m = load_manifest(tmp_path / "h.onnx")
     assert m.precision == "fp16" and m.calibration == {}
@@ -176,26 +179,43 @@ def test_bad_inputs_are_one_sentence_and_write_nothing(fp32_onnx, tiny20, imagen
     assert res.exit_code == 1 and "no class subfolders" in res.output and list(out_dir.iterdir()) == []
 
 
-def test_backend_resolution(monkeypatch):
+def test_backend_choice(monkeypatch):
     import alexnet_deploy.core.system as system
+    from alexnet_deploy.core.errors import ConfigError
+    from alexnet_deploy.core.vocab import BackendName, Precision
 
-    monkeypatch.setattr(system, "tensorrt_status", lambda: {"usable": False, "reason": "no NVIDIA GPU was found"})
-    backend, reason = resolve_backend("auto")
-    assert backend == "onnxruntime" and "no NVIDIA GPU was found" in reason and "CPU" in reason
+    monkeypatch.setattr(system, "tensorrt_status", lambda: {"installed": True, "version": None, "usable": False,
+                                                           "reason": "no NVIDIA GPU was found"})  # fmt: skip
+    candidates, reason = choose_backends(Precision.INT8, BackendName.AUTO)
+    assert {(c.backend.value, c.form) for c in candidates} == {
+        ("onnxruntime", "tensorrt"), ("onnxruntime", "onnxruntime"), ("openvino", "tensorrt"),
+        ("openvino", "onnxruntime"),
+    }  # fmt: skip
+    assert "measured among onnxruntime, openvino" in reason and "tensorrt: no NVIDIA GPU was found" in reason
+    assert "tensorrt-rtx: it cannot run (or be verified) here" in reason  # built here, never picked unasked
     with pytest.raises(MissingBackendError, match="tensorrt backend is not usable here: no NVIDIA GPU"):
-        resolve_backend("tensorrt")
-    monkeypatch.setattr(system, "tensorrt_status", lambda: {"usable": True, "version": "10.9.0", "reason": ""})
-    assert resolve_backend("auto") == ("tensorrt", "TensorRT 10.9.0 is usable (auto)")
+        choose_backends(Precision.INT8, BackendName.TENSORRT)
+    with pytest.raises(ConfigError, match="BF16 is OpenVINO's inference precision"):
+        choose_backends(Precision.BF16, BackendName.ONNXRUNTIME)
+    assert [c.backend.value for c in choose_backends(Precision.BF16, BackendName.AUTO)[0]] == ["openvino"]
+    with pytest.raises(MissingBackendError, match="No backend can build and verify a int8 engine here"):
+        choose_backends(Precision.INT8, BackendName.AUTO, Path("m.plan"))  # no plan backend can run here
+    monkeypatch.setattr(system, "tensorrt_status", lambda: {"installed": True, "version": "10.9.0", "usable": True,
+                                                           "reason": ""})  # fmt: skip
+    plans, _ = choose_backends(Precision.INT8, BackendName.AUTO, Path("m.plan"))
+    assert [(c.backend.value, c.form) for c in plans] == [("tensorrt", "tensorrt")]
     assert default_output("a/m.fp32.onnx", "int8", "tensorrt").name == "m.int8.plan"
+    assert default_output("a/m.fp32.onnx", "int8", "tensorrt-rtx").name == "m.int8.rtx.plan"
     assert default_output("a/m.onnx", "fp16", "onnxruntime").name == "m.fp16.ort.onnx"
+    assert default_output("a/m.onnx", "bf16", "openvino").name == "m.bf16.ov.onnx"
 
 
 def test_tensorrt_branch_builds_the_tensorrt_form_and_records_the_plan(fp32_onnx, tiny20, tmp_path, monkeypatch):
     """The TensorRT path's control flow with a stand-in build_plan (the 'plan' is the Q/DQ ONNX itself, run by
     ONNX Runtime): TensorRT itself is not available here."""
-    import alexnet_deploy.backends as runners
     import alexnet_deploy.backends.tensorrt.builder as trt_engine
     import alexnet_deploy.core.system as system
+    import alexnet_deploy.selection as selection
     from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
     from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions
 
@@ -209,14 +229,74 @@ def test_tensorrt_branch_builds_the_tensorrt_form_and_records_the_plan(fp32_onnx
 
     monkeypatch.setattr(system, "tensorrt_status", lambda: {"usable": True, "version": "10.9.0", "reason": ""})
     monkeypatch.setattr(trt_engine, "build_plan", fake_build_plan)
-    monkeypatch.setattr(runners, "runner_for", lambda path, *a, **k: OnnxRuntimeRunner(path))
+    monkeypatch.setattr(selection, "runner_for", lambda art, *a, **k: OnnxRuntimeRunner(art.path))
     out = tmp_path / "m.plan"
-    result = build(fp32_onnx, eval_data=tiny20, calib_data=tiny20, out=out, gate=LOOSE, calib_method="minmax",
-                   num_calib_images=64, holdout_images=60, use_cache=False, backend="auto",
-                   tensorrt_options=TensorRTBuildOptions(opt_batch=16, max_batch=64))  # fmt: skip
+    options = BuildOptions(gate=LOOSE, calib_method="minmax", num_calib_images=64, holdout_images=60, use_cache=False,
+                           engine_options={"tensorrt": TensorRTBuildOptions(opt_batch=16, max_batch=64)})  # fmt: skip
+    result = build(fp32_onnx, tiny20, tiny20, options, out=out)
     assert result.backend == "tensorrt" and result.passed
     assert {x["activation"]["dtype"] for x in seen["onnx"]["layers"]} == {"int8"}  # TensorRT's symmetric form
     m = load_manifest(out)
     assert m.kind == "plan" and m.engine["tensorrt_version"] == "10.9.0"
     assert m.engine["build_options"]["opt_batch"] == 16
     assert m.calibration["form"] == "tensorrt" and [c["form"] for c in m.calibration["candidates"]] == ["tensorrt"]
+
+
+def test_auto_measures_every_verified_candidate_and_keeps_the_fastest(fp32_onnx, tiny20, tmp_path):
+    out = tmp_path / "m.int8.onnx"
+    options = BuildOptions(gate=LOOSE, calib_method="minmax", num_calib_images=64, holdout_images=60, use_cache=False,
+                           probe_batches=(1, 8), probe_seconds=0.2)  # fmt: skip
+    result = build(fp32_onnx, tiny20, tiny20, options, out=out)
+    m = load_manifest(out)
+    selection = m.extra["selection"]
+    assert {(c["backend"], c["form"]) for c in selection["candidates"]} == {
+        ("onnxruntime", "tensorrt"), ("onnxruntime", "onnxruntime"), ("openvino", "tensorrt"),
+        ("openvino", "onnxruntime"),
+    }  # fmt: skip
+    passing = [c for c in selection["candidates"] if c["passed"]]
+    assert passing and all(c["speed"]["1"]["images_per_s"] > 0 and c["fp32_speed"]["8"] for c in passing)
+    best = max(passing, key=lambda c: c["images_per_s_geomean"])
+    assert selection["chosen"] == f"{best['backend']} ({best['form']} form)" and "fastest" in selection["why"]
+    assert m.engine["backend"] == best["backend"] == result.backend
+    assert m.calibration["form"] == best["form"] and sum(c["chosen"] for c in m.calibration["candidates"]) == 1
+    slower = [b for b, s in best["speed"].items() if s["images_per_s"] < best["fp32_speed"][b]["images_per_s"]]
+    assert len(m.extra["notes"]) == len(slower)  # an INT8 engine slower than FP32 is said, never silent
+    assert m.accuracy["verified_on"].startswith("the engine file itself, run by")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "m.int8.onnx.json"]
+
+
+def test_bf16_is_openvinos_inference_precision_and_is_gated(fp32_onnx, tiny20, tmp_path):
+    from alexnet_deploy.backends.openvino import precision_supported
+
+    if not precision_supported("bf16"):
+        pytest.skip("this CPU has no BF16 support in OpenVINO (OPTIMIZATION_CAPABILITIES lacks BF16)")
+    out = tmp_path / "m.bf16.ov.onnx"
+    result = build(fp32_onnx, tiny20, options=BuildOptions(precision="bf16", gate=LOOSE, probe_batches=()), out=out)
+    m = load_manifest(out)
+    assert result.passed and result.backend == "openvino" and m.precision == "bf16"
+    assert m.engine["compiled"]["INFERENCE_PRECISION_HINT"] == "bf16" and m.gate["status"] == "passed"
+    assert out.read_bytes() == fp32_onnx.read_bytes()  # the FP32 graph itself; OpenVINO computes it in bf16
+    assert 90.0 <= m.accuracy["agreement_top1"] < 100.5
+
+
+def test_tensorrt_rtx_build_writes_a_real_plan_and_says_it_was_verified_on_its_onnx(fp32_onnx, tiny20, tmp_path):
+    pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed (its extra: tensorrt-rtx)")
+    from alexnet_deploy.backends.tensorrt.rtx import rtx_status
+
+    out = tmp_path / "m.int8.rtx.plan"
+    args = ["build", str(fp32_onnx), "--int8", "--backend", "tensorrt-rtx", "--calib-data", str(tiny20),
+            "--eval-data", str(tiny20), "-o", str(out), "--no-cache", "--calib-method", "minmax",
+            "--num-calib-images", "64", "--holdout-images", "60", "--max-top1-drop", "2",
+            "--max-top5-drop", "2"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    m = load_manifest(out)
+    assert m.kind == "plan" and m.engine["flavour"] == "tensorrt-rtx" and m.gate["status"] == "passed"
+    assert out.read_bytes()[:4] == b"vtrt" and m.sha256 == sha256_file(out)  # a real TensorRT-RTX plan
+    assert m.calibration["form"] == "tensorrt"
+    if not rtx_status()["can_run"]:
+        assert m.engine["engine_run"] is False
+        assert m.accuracy["verified_on"].startswith("the deployable ONNX in ONNX Runtime, not the tensorrt-rtx engine")
+        assert m.accuracy["verified_file_sha256"] == m.source["deployable_onnx_sha256"]
+        assert "not the tensorrt-rtx engine" in " ".join(res.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.rtx.plan", "m.int8.rtx.plan.json"]

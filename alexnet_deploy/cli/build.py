@@ -1,7 +1,8 @@
-"""``alexnet-deploy build``: an FP32 ONNX -> an FP16 or INT8 engine that passed the accuracy gate."""
+"""``alexnet-deploy build``: an FP32 ONNX -> an FP16, BF16 or INT8 engine that passed the accuracy gate."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -9,8 +10,12 @@ import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
 from alexnet_deploy.core.vocab import BackendName, CalibrationMethod, HardwareCompat
+from alexnet_deploy.options import BuildOptions
 
 TRT = "TensorRT options"
+RTX = "TensorRT-RTX options"
+OV = "OpenVINO options"
+D = BuildOptions()  # the defaults, defined once
 
 
 def summary_table(result):
@@ -37,12 +42,37 @@ def summary_table(result):
     return table
 
 
+def speed_table(selection: dict):
+    """Every candidate of the build: gate, agreement, measured images/s against FP32 on its runtime."""
+    from rich.table import Table
+
+    batches = sorted({int(b) for c in selection["candidates"] for b in c["speed"]})
+    table = Table(title="Candidates (speed measured side by side here; random inputs)")
+    for col in ("candidate", "gate", "agree %", *(f"b{b} img/s (fp32)" for b in batches), ""):
+        table.add_column(col, justify="left" if col in ("candidate", "gate", "") else "right")
+    for c in selection["candidates"]:
+        label = c["backend"] + (f" ({c['form']} form)" if c["form"] else "")
+        cells = []
+        for b in batches:
+            mine, fp32 = c["speed"].get(str(b)), c["fp32_speed"].get(str(b))
+            cells.append(
+                "-" if not mine else f"{mine['images_per_s']:.0f}" + (f" ({fp32['images_per_s']:.0f})" if fp32 else "")
+            )
+        agree = f"{c['agreement_top1']:.1f}" if c["agreement_top1"] is not None else "-"
+        chosen = "[bold green]chosen[/]" if label == selection["chosen"] else ""
+        table.add_row(label, "passed" if c["passed"] else "[red]failed[/]", agree, *cells, chosen)
+    table.caption = f"chosen: {selection['chosen']}, {selection['why']}"
+    return table
+
+
 def _print(result, as_json: bool) -> None:
+    from alexnet_deploy.cli._common import err_console
     from alexnet_deploy.cli.calibrate import candidates_table
 
     if as_json:
         d = result.summary() | {"backend_reason": result.backend_reason, "gate": result.gate.to_dict()}
         d |= {"calibration": result.calibration, "fallback": result.fallback, "engine_facts": result.engine_facts}
+        d |= {"verified_on": result.verified_on, "selection": result.selection, "notes": result.notes}
         print_json(d)
         return
     console.print(f"Backend: [bold]{result.backend}[/] ({result.backend_reason})", highlight=False)
@@ -51,9 +81,45 @@ def _print(result, as_json: bool) -> None:
     if result.fallback:
         layers = ", ".join(result.fallback["float_layers"]) or "none"
         console.print(f"Fallback: left in float: {layers} (ranked on {result.fallback['ranked_on']}).")
+    if (
+        result.selection
+        and len(result.selection["candidates"]) > 1
+        or any(c["speed"] for c in result.selection.get("candidates", []))
+    ):
+        console.print(speed_table(result.selection))
     console.print(summary_table(result))
+    console.print(f"Verified on {result.verified_on}.", highlight=False)
+    for note in result.notes:
+        err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
     if result.path:
         console.print(f"Wrote [bold]{result.path}[/] and its sidecar.", highlight=False)
+
+
+def _engine_options(trt: dict, rtx_targets: str | None, ov: dict, ort: dict) -> dict:
+    """Each backend's build options from the command line (their defaults where not given)."""
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeBuildOptions
+    from alexnet_deploy.backends.openvino import OpenVINOBuildOptions
+    from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions
+    from alexnet_deploy.backends.tensorrt.rtx import DEFAULT_COMPUTE_CAPABILITIES, RTXBuildOptions
+
+    profile = {k: trt[k] for k in ("min_batch", "opt_batch", "max_batch", "workspace_mib")}
+    return {
+        BackendName.TENSORRT: TensorRTBuildOptions(**trt),
+        BackendName.TENSORRT_RTX: RTXBuildOptions(
+            **profile, compute_capabilities=rtx_targets or DEFAULT_COMPUTE_CAPABILITIES
+        ),
+        BackendName.OPENVINO: OpenVINOBuildOptions(**ov),
+        BackendName.ONNXRUNTIME: OnnxRuntimeBuildOptions(**ort),
+    }
+
+
+def _batches(text: str) -> tuple[int, ...]:
+    from alexnet_deploy.core.errors import ConfigError
+
+    try:
+        return tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise ConfigError(f"--probe-batch takes comma-separated batch sizes such as 1,32, not {text!r}.") from None
 
 
 @handle_errors
@@ -63,30 +129,44 @@ def build(
         Path, typer.Option("--eval-data", help="Images for the accuracy gate: an ImageFolder or a root with val/.")
     ],
     int8: Annotated[bool, typer.Option("--int8/--fp16", help="Precision of the engine.")] = True,
+    bf16: Annotated[bool, typer.Option("--bf16", help="BF16 inference (OpenVINO, where the CPU has it).")] = False,
     calib_data: Annotated[
         Path | None, typer.Option("--calib-data", help="INT8 calibration images: an ImageFolder or a root with train/.")
     ] = None,
     backend: Annotated[
-        BackendName, typer.Option(help="auto: TensorRT if usable here, else ONNX Runtime.")
-    ] = BackendName.AUTO,
+        BackendName, typer.Option(help="auto: the fastest engine that passes the gate here, measured.")
+    ] = D.backend,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Engine file (default beside MODEL).")] = None,
-    max_top1_drop: Annotated[float, typer.Option(help="Gate: most top-1 points the engine may lose.")] = 0.5,
-    max_top5_drop: Annotated[float, typer.Option(help="Gate: most top-5 points the engine may lose.")] = 0.5,
+    max_top1_drop: Annotated[
+        float, typer.Option(help="Gate: most top-1 points the engine may lose.")
+    ] = D.gate.max_top1_drop,
+    max_top5_drop: Annotated[
+        float, typer.Option(help="Gate: most top-5 points the engine may lose.")
+    ] = D.gate.max_top5_drop,
     force: Annotated[
         bool, typer.Option("--force", help="Write the engine even if the gate fails (marked failed; exit code 1).")
     ] = False,
     calib_method: Annotated[
         CalibrationMethod, typer.Option(help="auto compares all three on held-out images.")
-    ] = CalibrationMethod.AUTO,
-    num_calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 512,
-    holdout_images: Annotated[int, typer.Option(min=0, help="Held-out calibration images (choice, fallback).")] = 1000,
-    percentile: Annotated[float, typer.Option(help="Percentile of |x| kept by the percentile method.")] = 99.99,
-    num_bins: Annotated[int, typer.Option(help="Histogram bins of the entropy/percentile methods.")] = 4096,
+    ] = D.calib_method,
+    num_calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = D.num_calib_images,
+    holdout_images: Annotated[
+        int, typer.Option(min=0, help="Held-out calibration images (choice, fallback).")
+    ] = D.holdout_images,
+    percentile: Annotated[
+        float, typer.Option(help="Percentile of |x| kept by the percentile method.")
+    ] = D.calibration.percentile,
+    num_bins: Annotated[
+        int, typer.Option(help="Histogram bins of the entropy/percentile methods.")
+    ] = D.calibration.num_bins,
     max_fallback_layers: Annotated[
         int, typer.Option(min=0, help="Most layers left in float to pass the gate (0: no fallback).")
-    ] = 4,
+    ] = D.max_fallback_layers,
     eval_limit: Annotated[int | None, typer.Option(min=1, help="Evaluate on this many images only.")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recalibrate instead of reusing cached ranges.")] = False,
+    probe_batch: Annotated[
+        str, typer.Option(help="Batch sizes the speed probe measures (auto chooses the fastest); empty: no probe.")
+    ] = ",".join(map(str, D.probe_batches)),
     ort_optimize: Annotated[
         bool, typer.Option("--ort-optimize", help="ONNX Runtime: write its optimised graph (tied to its version).")
     ] = False,
@@ -94,7 +174,9 @@ def build(
         str | None,
         typer.Option(help="ONNX Runtime providers, comma-separated (default: CUDA if installed, then CPU)."),
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for ONNX Runtime.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for ONNX Runtime and OpenVINO.")] = None,
+    ov_hint: Annotated[str, typer.Option(rich_help_panel=OV, help="LATENCY or THROUGHPUT.")] = "LATENCY",
+    ov_streams: Annotated[int | None, typer.Option(rich_help_panel=OV, help="OpenVINO NUM_STREAMS.")] = None,
     min_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Profile's smallest batch.")] = 1,
     opt_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Batch TensorRT tunes for.")] = 8,
     max_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Profile's largest batch.")] = 32,
@@ -108,56 +190,41 @@ def build(
         bool, typer.Option(rich_help_panel=TRT, help="Plan loadable by later TensorRT versions.")
     ] = False,
     layer_report: Annotated[Path | None, typer.Option(rich_help_panel=TRT, help="Per-layer JSON report.")] = None,
+    compute_capability: Annotated[
+        str | None, typer.Option(rich_help_panel=RTX, help="Target GPUs, e.g. 8.6,8.9,12.0 (default: Ampere on).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Build an FP16 or INT8 engine and prove its accuracy against FP32.
+    """Build an FP16, BF16 or INT8 engine and prove its accuracy against FP32.
 
-    Calibrates (INT8) or converts (FP16), compiles for TensorRT or ONNX Runtime, and checks the engine against
-    the FP32 model on --eval-data. A build that fails the accuracy gate writes nothing and exits 1 (--force
-    writes it, marked failed in its sidecar, and still exits 1)."""
-    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeBuildOptions
-    from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions
+    Calibrates (INT8) or converts (FP16), compiles for ONNX Runtime, OpenVINO, TensorRT or TensorRT-RTX, and
+    checks the engine against the FP32 model on --eval-data. With --backend auto every engine that can be
+    verified here is built and checked, and the fastest that passes is kept (measured side by side). A build
+    that fails the accuracy gate writes nothing and exits 1 (--force writes it, marked failed, and still exits 1)."""
     from alexnet_deploy.build import BuildGateError
     from alexnet_deploy.build import build as run_build
     from alexnet_deploy.cli._progress import progress_bars
     from alexnet_deploy.core.accuracy import Gate
-    from calib import CalibrationOptions
 
-    trt_options = TensorRTBuildOptions(
-        min_batch=min_batch,
-        opt_batch=opt_batch,
-        max_batch=max_batch,
-        workspace_mib=workspace_mib,
-        timing_cache=timing_cache,
-        optimization_level=opt_level,
-        hardware_compatibility=hardware_compat.value,
-        version_compatible=version_compatible,
-        layer_report=layer_report,
-    )
+    trt = dict(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_mib=workspace_mib,
+               timing_cache=timing_cache, optimization_level=opt_level, hardware_compatibility=hardware_compat.value,
+               version_compatible=version_compatible, layer_report=layer_report)  # fmt: skip
     providers = tuple(p.strip() for p in ort_providers.split(",") if p.strip()) if ort_providers else None
+    engines = _engine_options(
+        trt, compute_capability, dict(performance_hint=ov_hint.upper(), threads=threads, num_streams=ov_streams),
+        dict(providers=providers, optimize=ort_optimize, threads=threads),
+    )  # fmt: skip
+    options = BuildOptions(
+        precision="bf16" if bf16 else "int8" if int8 else "fp16", backend=backend, force=force,
+        gate=Gate(max_top1_drop, max_top5_drop), calib_method=calib_method, num_calib_images=num_calib_images,
+        holdout_images=holdout_images,
+        calibration=replace(D.calibration, percentile=percentile, num_bins=num_bins), use_cache=not no_cache,
+        max_fallback_layers=max_fallback_layers, eval_limit=eval_limit, threads=threads, engine_options=engines,
+        probe_batches=_batches(probe_batch),
+    )  # fmt: skip
     try:
         with progress_bars(not as_json) as progress:
-            result = run_build(
-                model,
-                precision="int8" if int8 else "fp16",
-                eval_data=eval_data,
-                calib_data=calib_data,
-                backend=backend.value,
-                out=output,
-                gate=Gate(max_top1_drop, max_top5_drop),
-                force=force,
-                calib_method=calib_method.value,
-                num_calib_images=num_calib_images,
-                holdout_images=holdout_images,
-                calib_options=CalibrationOptions(percentile=percentile, num_bins=num_bins),
-                use_cache=not no_cache,
-                max_fallback_layers=max_fallback_layers,
-                tensorrt_options=trt_options,
-                ort_options=OnnxRuntimeBuildOptions(providers=providers, optimize=ort_optimize, threads=threads),
-                eval_limit=eval_limit,
-                threads=threads,
-                progress=progress,
-            )
+            result = run_build(model, eval_data, calib_data, options, out=output, progress=progress)
     except BuildGateError as exc:
         _print(exc.result, as_json)
         raise

@@ -13,16 +13,21 @@ from alexnet_deploy.cli._common import console, handle_errors, print_json
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
-    """Report library versions, GPUs (probed in a subprocess), ONNX Runtime providers and usable backends.
+    """Report library versions, GPUs (probed in a subprocess), ONNX Runtime providers, and what every backend of
+    the registry can do here: build engines, run them, or why not.
 
     Exits 0 whatever it finds.
     """
+    from dataclasses import asdict
+
     from rich.markup import escape
     from rich.table import Table
 
+    from alexnet_deploy.backends import backends as registry
     from alexnet_deploy.core.system import system_report
 
-    report = system_report()
+    statuses = {spec.name.value: spec.status() for spec in registry()}
+    report = system_report({name: asdict(st) | {"summary": st.describe()} for name, st in statuses.items()})
     if as_json:
         print_json(report.to_dict())
         return
@@ -36,8 +41,9 @@ def doctor(
     else:
         console.print(f"GPU: none found ({escape(report.gpu_probe)}).")
     backends = Table(title="Backends")
-    backends.add_column("backend")
-    backends.add_column("status")
-    for name, status in report.backends.items():
-        backends.add_row(name, escape(status))
+    for col in ("backend", "version", "build", "run", "notes"):
+        backends.add_column(col)
+    for name, st in statuses.items():
+        yes = {True: "[green]yes[/]", False: "[red]no[/]"}
+        backends.add_row(name, st.version or "-", yes[st.can_build], yes[st.can_run], escape(st.reason))
     console.print(backends)

@@ -26,7 +26,9 @@ def quickstart(
     epochs: Annotated[int | None, typer.Option(help="At most this many training epochs.")] = None,
     width: Annotated[float | None, typer.Option(help="Width multiplier of the trained network.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Training and inference crop size in pixels.")] = None,
-    backend: Annotated[str, typer.Option(help="INT8 engine backend: auto, onnxruntime or tensorrt.")] = "auto",
+    backend: Annotated[
+        str, typer.Option(help="INT8 engine backend: auto (the fastest verified here) or one backend.")
+    ] = "auto",
     calib_images: Annotated[int, typer.Option(help="INT8 calibration images.")] = 256,
     holdout_images: Annotated[int, typer.Option(help="Held-out calibration images for choosing the method.")] = 200,
     eval_limit: Annotated[int | None, typer.Option(help="Evaluate on at most this many validation images.")] = None,
@@ -42,7 +44,7 @@ def quickstart(
     inputs are unchanged (content hashes) unless --force. Exits 1 if the INT8 engine failed its accuracy gate.
     """
     from alexnet_deploy.cli._progress import progress_bars
-    from alexnet_deploy.cli.train import _progress_hooks
+    from alexnet_deploy.cli.train import progress_hooks
     from alexnet_deploy.core.errors import ConfigError
     from alexnet_deploy.quickstart import QuickstartOptions, run_quickstart
 
@@ -62,7 +64,7 @@ def quickstart(
         results = run_quickstart(
             opts,
             say=lambda s: console.print(s, markup=False, highlight=False),
-            train_hooks=_progress_hooks(),
+            train_hooks=progress_hooks(),
             progress=progress,
         )
     report = out / "report.md"

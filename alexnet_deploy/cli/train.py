@@ -11,7 +11,7 @@ import typer
 from alexnet_deploy.cli._common import console, handle_errors, print_json
 
 
-def _progress_hooks():
+def progress_hooks():
     """Rich progress bars (decoding, then one bar per epoch) and a line per epoch; rank 0 only."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -137,7 +137,7 @@ def train(
     if not cfg.data:
         raise ConfigError("No dataset given: pass the DATA folder or use a preset that names one.")
     is_main = int(os.environ.get("RANK", "0")) == 0
-    hooks = _progress_hooks() if is_main else None
+    hooks = progress_hooks() if is_main else None
     if hooks is not None:
         hooks.progress.start()
     try:

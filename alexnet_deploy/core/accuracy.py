@@ -10,12 +10,14 @@ and the accuracy gate. Every stage that compares outputs (export parity, calibra
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from alexnet_deploy.core.errors import DataError
-from alexnet_deploy.core.images import PreparedImages, ProgressFn
+
+if TYPE_CHECKING:  # the gate is imported by the CLI at start-up: no torch for it
+    from alexnet_deploy.core.images import PreparedImages, ProgressFn
 
 
 def run_logits(

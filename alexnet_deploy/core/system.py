@@ -47,7 +47,7 @@ class SystemReport:
     gpu_probe: str
     onnxruntime_providers: list[str]
     tensorrt: dict[str, str | bool | None]
-    backends: dict[str, str] = field(default_factory=dict)  # backend -> "usable" or the reason it is not
+    backends: dict[str, dict] = field(default_factory=dict)  # backend -> its status (BackendStatus as a dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,23 +131,17 @@ def onnxruntime_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def system_report() -> SystemReport:
-    """Collect versions, GPUs, providers and the usable backends (the ``doctor`` command's data)."""
+def system_report(backends: dict[str, dict] | None = None) -> SystemReport:
+    """Collect versions, GPUs and providers (the ``doctor`` command's data); ``backends`` is each registered
+    backend's status, which the caller gathers from the registry (the core does not know the backends)."""
     gpus, how = probe_gpus()
-    providers = onnxruntime_providers()
-    trt = tensorrt_status()
-    backends = {
-        "torch": "usable" if importlib.util.find_spec("torch") else "torch is not installed",
-        "onnxruntime": f"usable ({', '.join(providers)})" if providers else "onnxruntime is not installed",
-        "tensorrt": "usable" if trt["usable"] else str(trt["reason"]),
-    }
     return SystemReport(
         versions=library_versions(),
         gpus=list(gpus),
         gpu_probe=how,
-        onnxruntime_providers=providers,
-        tensorrt=trt,
-        backends=backends,
+        onnxruntime_providers=onnxruntime_providers(),
+        tensorrt=tensorrt_status(),
+        backends=backends or {},
     )
 
 

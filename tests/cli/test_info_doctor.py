@@ -44,11 +44,15 @@ def test_doctor_json_exits_zero_and_reports_backends():
     result = runner.invoke(app, ["doctor", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["backends"]["onnxruntime"].startswith("usable")
+    ort, ov, rtx, trt = (data["backends"][n] for n in ("onnxruntime", "openvino", "tensorrt-rtx", "tensorrt"))
+    assert ort["can_build"] and ort["can_run"] and "CPUExecutionProvider" in ort["details"]["providers"]
     assert "CPUExecutionProvider" in data["onnxruntime_providers"]
-    assert "torch" in data["versions"]
+    assert "torch" in data["versions"] and "openvino" in data["versions"]
+    assert ov["can_build"] and ov["can_run"] and "CPU" in ov["details"]["devices"]
+    assert rtx["installed"] and rtx["can_build"]  # its builder needs no GPU
+    assert not data["backends"]["torch"]["can_build"] and data["backends"]["torch"]["can_run"]
     if not data["gpus"]:
-        assert data["backends"]["tensorrt"] != "usable"
+        assert not trt["can_run"] and not rtx["can_run"] and "GPU" in rtx["reason"]
 
 
 def test_help_never_imports_tensorrt_or_torch():

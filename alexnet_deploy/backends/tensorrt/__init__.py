@@ -19,8 +19,8 @@ def status() -> BackendStatus:
     ok = bool(found["usable"])
     return BackendStatus(
         "tensorrt",
-        bool(found["installed"]),
-        found["version"] or None,  # type: ignore[arg-type]
+        bool(found.get("installed", found.get("usable"))),
+        found.get("version") or None,  # type: ignore[arg-type]
         can_build=ok,
         can_run=ok,
         reason="" if ok else str(found["reason"]),

@@ -1,0 +1,110 @@
+"""The floor plan stays true: each floor imports only the floors below it, and no module reaches into another
+module's private names.
+
+    core  <-  backends  <-  stages (train, export, calib)  <-  orchestration (build, verify, bench, cli, ...)
+
+Every import statement of every module is read with ``ast`` (lazy imports inside functions included), so a new
+upward import anywhere fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("train", "export", "calib")
+
+
+def _floor(module: str) -> str | None:
+    """The floor of a module of ours, or None for third-party modules and the bare package."""
+    top = module.split(".")[0]
+    if top in STAGES:
+        return "stage"
+    if top != "alexnet_deploy" or module == "alexnet_deploy":
+        return None  # the bare package only holds __version__
+    second = module.split(".")[1]
+    if second == "core":
+        return "core"
+    if second == "backends":
+        return "backends"
+    if second == "cli":
+        return "cli"
+    return "orchestration"
+
+
+ALLOWED = {
+    "core": {"core"},
+    "backends": {"core", "backends"},
+    "stage": {"core", "backends", "stage"},
+    "orchestration": {"core", "backends", "stage", "orchestration"},
+    "cli": {"core", "backends", "stage", "orchestration", "cli"},
+}
+
+
+def _modules():
+    for top in ("alexnet_deploy", *STAGES):
+        for path in sorted((REPO / top).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            yield name, path
+
+
+def _imports(path: Path, name: str):
+    """(line, imported module, names) of every import in a file, relative imports resolved."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, []
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            yield node.lineno, base, [a.name for a in node.names]
+
+
+MODULES = list(_modules())
+
+
+def test_the_floors_exist():
+    floors = {_floor(name) for name, _ in MODULES}
+    assert {"core", "backends", "stage", "orchestration", "cli"} <= floors
+    assert len([n for n, _ in MODULES if _floor(n) == "core"]) >= 8
+
+
+@pytest.mark.parametrize("name,path", MODULES, ids=[n for n, _ in MODULES])
+def test_no_module_imports_a_floor_above_its_own(name, path):
+    mine = _floor(name)
+    upward = []
+    for line, module, names in _imports(path, name):
+        targets = [module] + [f"{module}.{n}" for n in names]  # "from alexnet_deploy import build" imports a module
+        for target in targets:
+            floor = _floor(target)
+            if floor is not None and floor not in ALLOWED[mine] and target.split(".")[-1] not in ("__version__",):
+                upward.append(f"line {line}: {target} ({floor})")
+    assert not upward, f"{name} ({mine}) imports from above: {upward}"
+
+
+@pytest.mark.parametrize("name,path", MODULES, ids=[n for n, _ in MODULES])
+def test_no_module_reaches_into_another_modules_private_names(name, path):
+    ours = {n for n, _ in MODULES}
+    private = [
+        f"line {line}: {module}.{n}"
+        for line, module, names in _imports(path, name)
+        for n in names
+        if n.startswith("_") and not n.startswith("__") and module in ours and module != name
+    ]
+    assert not private, f"{name} imports private names: {private}"
+
+
+def test_the_layering_check_catches_an_upward_import(tmp_path):
+    # The rule itself must be able to fail: a core module importing the build would be reported.
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from alexnet_deploy.build import build\n")
+    found = [m for _, m, _ in _imports(bad, "alexnet_deploy.core.bad")]
+    assert found == ["alexnet_deploy.build"] and _floor(found[0]) not in ALLOWED["core"]
