@@ -19,9 +19,9 @@ import numpy as np
 from alexnet_deploy.core.accuracy import compare, run_logits
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
-from alexnet_deploy.core.files import atomic_path, output_lock, sha256_file, work_dir
+from alexnet_deploy.core.files import atomic_path, fault_point, output_lock, sha256_file, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
-from alexnet_deploy.core.manifest import Manifest, load_manifest, write_manifest
+from alexnet_deploy.core.manifest import Manifest, write_manifest
 from calib.cache import CacheKey, RangeCache
 from calib.methods import (
     ALL_METHODS,
@@ -66,9 +66,11 @@ def open_source_model(path: str | Path) -> SourceModel:
         ArtifactError: missing, not ONNX, no sidecar, not FP32, or not one float N x 3 x H x W input
             (named as the sidecar says, sized as its preprocessing crops).
     """
+    from alexnet_deploy.backends import describe_artifact
+
     path = Path(path)
+    manifest = describe_artifact(path).manifest  # the sidecar checked: schema, sha256, real input/output shapes
     model = load_graph(path)
-    manifest = load_manifest(path)
     if manifest.precision != "fp32":
         raise ArtifactError(f"{path.name} is a {manifest.precision} model; calibrate its FP32 ONNX instead.")
     if not manifest.preprocessing:
@@ -392,5 +394,6 @@ def write_calibrated(
         source={"path": str(source.path), "sha256": source.sha256, "precision": "fp32"},
         extra={"layers": {layer.node: layer.label for layer in quantizable_layers(source.path)}},
     )
+    fault_point("between-renames")
     write_manifest(out_path, manifest, sha)  # after the ONNX, with the sha256 of the bytes written
     return out_path

@@ -97,11 +97,33 @@ class CheckpointInfo:
         return int(self.arch.get("num_classes", 1000))
 
 
+def _check_facts(obj: dict[str, Any], state: Any, arch: Any, classes: Any, path: Path) -> None:
+    """Refuse a checkpoint whose description is present but malformed, or at odds with its own weights: the same
+    schema as every sidecar (:meth:`Manifest.problem`), and the final layer's width against the class count."""
+    from alexnet_deploy.core.manifest import Manifest
+
+    if not isinstance(arch, dict) or not isinstance(classes, list):
+        raise CheckpointError(
+            f"{path} describes itself inconsistently: its arch must be a mapping and its classes a list."
+        )
+    raw_pre = obj.get("preprocessing") or {}
+    problem = Manifest(kind="checkpoint", model=arch, classes=classes, preprocessing=raw_pre).problem()
+    if problem:
+        raise CheckpointError(f"{path} describes itself inconsistently: {problem}.")
+    final = state.get("classifier.6.weight") if isinstance(state, dict) else None
+    count = arch.get("num_classes") or len(classes)
+    if getattr(final, "ndim", 0) == 2 and count and final.shape[0] != count:
+        raise CheckpointError(
+            f"{path} says it predicts {count} classes, but its final layer gives {final.shape[0]} logits."
+        )
+
+
 def _describe(obj: dict[str, Any], path: Path, expected_classes: int | None) -> tuple[dict, CheckpointInfo]:
     """The state dict and the facts of a checkpoint read by :func:`read_checkpoint`."""
     if obj.get("format") == CHECKPOINT_FORMAT:
-        state, arch = obj.get("model"), dict(obj.get("arch") or {})
-        classes = list(obj.get("classes") or [])
+        state, arch, classes = obj.get("model"), obj.get("arch") or {}, obj.get("classes") or []
+        _check_facts(obj, state, arch, classes, path)
+        arch, classes = dict(arch), list(classes)
         pre = Preprocessing.from_dict(obj["preprocessing"]) if obj.get("preprocessing") else Preprocessing()
         source = "alexnet-deploy"
     elif _TORCHVISION_KEYS <= set(obj):

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +34,18 @@ _TEMP = re.compile(r"^\.(?P<name>.+?)\.(?P<pid>\d+)\.(?P<rest>[^.]+(?:\.tmp)?)$"
 #: Leftovers of a dead writer of *another* output are removed only once they are this old (seconds), so a
 #: writer on another machine sharing the folder (NFS) is never robbed of its files mid-write.
 STALE_AFTER_S = 600.0
+
+
+#: Fault injection for the tests: a process whose environment names one of the points below kills itself there
+#: with SIGKILL, as a power cut or ``kill -9`` would ("before-rename": a temporary file is complete but not in
+#: place; "between-renames": an artifact is in place but its sidecar is not yet).
+FAULT_ENV = "ALEXNET_DEPLOY_KILL_AT"
+
+
+def fault_point(name: str) -> None:
+    """Die here, without cleaning up, when ``ALEXNET_DEPLOY_KILL_AT`` names this point (tests only)."""
+    if os.environ.get(FAULT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def temp_prefix(path: Path) -> str:
@@ -88,6 +101,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path.chmod(0o666 & ~_umask())
     try:
         yield tmp_path
+        fault_point("before-rename")
         replace_durably(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)

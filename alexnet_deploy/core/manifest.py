@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet_deploy.core.errors import ArtifactError
-from alexnet_deploy.core.files import atomic_path, replace_durably, sha256_file, write_json_atomic
+from alexnet_deploy.core.files import atomic_path, fault_point, replace_durably, sha256_file, write_json_atomic
 from alexnet_deploy.core.vocab import Precision
 
 MANIFEST_VERSION = 1
@@ -188,6 +188,7 @@ def place_artifact(staged: str | Path, artifact: str | Path, manifest: Manifest)
     staged, artifact = Path(staged), Path(artifact)
     sha = sha256_file(staged)
     replace_durably(staged, artifact)
+    fault_point("between-renames")
     write_manifest(artifact, manifest, sha)
     return manifest
 
@@ -197,6 +198,7 @@ def write_artifact(artifact: str | Path, write: Callable[[Path], None], manifest
     with atomic_path(artifact) as tmp:
         write(tmp)
         sha = sha256_file(tmp)
+    fault_point("between-renames")
     write_manifest(artifact, manifest, sha)
     return manifest
 
