@@ -32,6 +32,7 @@ import numpy as np
 
 from alexnet_deploy.errors import ArtifactError, ConfigError
 from alexnet_deploy.manifest import atomic_path
+from alexnet_deploy.paths import require_file
 from calib.methods import Ranges, ort_method
 
 log = logging.getLogger(__name__)
@@ -122,9 +123,7 @@ def load_graph(path: str | Path):
     """
     import onnx
 
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"ONNX file not found: {path}.")
+    path = require_file(path, ArtifactError, "ONNX file", (".onnx",))
     try:
         return onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError, among others

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from alexnet_deploy.checkpoint import describe_state_dict_error
 from alexnet_deploy.errors import CheckpointError, DataError
 from alexnet_deploy.manifest import load_manifest, save_manifest, write_bytes_atomic, write_json_atomic
 from train.checkpointing import (
@@ -155,8 +156,8 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, hooks: Hooks, wall_start: f
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
-            detail = str(exc).splitlines()[0]
-            raise CheckpointError(f"{resume} does not fit this configuration's model: {detail}") from None
+            detail = describe_state_dict_error(exc)
+            raise CheckpointError(f"{resume} does not fit this configuration's model: {detail}.") from None
     placed = place_model(model, cfg, ctx)
     optimizer = build_optimizer(cfg, placed.module)
     schedule = build_schedule(cfg, optimizer, len(data.train))

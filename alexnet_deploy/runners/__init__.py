@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alexnet_deploy.errors import ArtifactError, ConfigError
+from alexnet_deploy.paths import require_file
 from alexnet_deploy.runners.base import Runner
 
 __all__ = ["Runner", "artifact_kind", "runner_for"]
@@ -19,11 +20,9 @@ def artifact_kind(path: str | Path) -> str:
     """``"checkpoint"``, ``"onnx"`` or ``"plan"`` from the file's suffix.
 
     Raises:
-        ArtifactError: the file is missing or of an unknown kind.
+        ArtifactError: the file is missing, a folder, or of an unknown kind.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"Artifact not found: {path}.")
+    path = require_file(path, ArtifactError, "Artifact", tuple(_KINDS))
     try:
         return _KINDS[path.suffix.lower()]
     except KeyError:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_deploy.errors import ArtifactError, MissingBackendError
+from alexnet_deploy.paths import require_file
 from alexnet_deploy.runners.base import Runner
 
 
@@ -67,8 +68,8 @@ class OnnxRuntimeRunner(Runner):
                 f"ONNX Runtime here lacks {', '.join(missing)} (available: {', '.join(ort.get_available_providers())})."
             )
         source = self.model if isinstance(self.model, bytes) else str(self.model)
-        if not isinstance(self.model, bytes) and not Path(self.model).is_file():
-            raise ArtifactError(f"ONNX model not found: {self.model}.")
+        if not isinstance(self.model, bytes):
+            require_file(self.model, ArtifactError, "ONNX model", (".onnx",))
         try:
             self.session = ort.InferenceSession(source, session_options(self.threads), providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises many private exception types
