@@ -150,7 +150,10 @@ class ImageFolderDataset(datasets.ImageFolder):
 
     Every file is checked once when the dataset is built; a file that fails is left out, named in a warning,
     and listed in ``skipped``. A file that passes the check but still fails to decode later (a truncated JPEG)
-    is replaced by the next good sample, with a warning, so one bad file never stops a run.
+    is replaced by the next good sample, with a warning, so one bad file never stops a training epoch
+    (evaluation does not index the dataset: :func:`alexnet_deploy.verify.prepare_images` skips and counts such
+    files instead). A class folder without one readable image is named in a warning and listed in
+    ``empty_classes``; training refuses such a folder.
 
     Raises:
         DataError: the folder is missing or holds no readable image.
@@ -178,6 +181,15 @@ class ImageFolderDataset(datasets.ImageFolder):
             raise DataError(f"{root} holds no readable image files.")
         if self.skipped:
             log.warning("Skipped %d unreadable file(s) in %s.", len(self.skipped), root)
+        present = set(self.targets)
+        self.empty_classes: list[str] = [c for i, c in enumerate(self.classes) if i not in present]
+        if self.empty_classes:
+            log.warning(
+                "%d class folder(s) of %s hold no readable image: %s.",
+                len(self.empty_classes),
+                root,
+                ", ".join(self.empty_classes[:5]) + (" ..." if len(self.empty_classes) > 5 else ""),
+            )
 
     def _accept(self, path: str) -> bool:
         if not path.lower().endswith(IMAGE_EXTENSIONS) or not _check_image(path):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
+from image_faults import copy_folder, garble, photos, truncate
 
-from alexnet_deploy.data import ImageFolderDataset, Preprocessing, eval_transform, stratified_indices
+from alexnet_deploy.data import ImageFolderDataset, Preprocessing, eval_transform, load_rgb, stratified_indices
+from alexnet_deploy.errors import DataError
 from train.data import MemoryImageSet, MemoryLoader, TensorAugment, ten_crop_batch
 
 
@@ -51,3 +55,25 @@ def test_ten_crop_is_corners_centre_and_mirrors():
     assert torch.equal(crops[:, 0], images[:, :, :4, :4]) and torch.equal(crops[:, 3], images[:, :, 2:, 2:])
     assert torch.equal(crops[:, 4], images[:, :, 1:5, 1:5])
     assert torch.equal(crops[:, 9], crops[:, 4].flip(-1))
+
+
+def test_an_unreadable_first_image_is_skipped_and_counted_like_the_others(tmp_path, tiny20):
+    folder = copy_folder(tiny20 / "train", tmp_path / "train", classes=2, per_class=5)
+    files = photos(folder)
+    first, later = garble(files[0]), truncate(files[6])  # ImageFolder's first sample, and one that passes verify()
+    images = MemoryImageSet.from_folder(folder)
+    assert len(images) == 8 and images.skipped == [str(first), str(later)]
+    assert images.targets.tolist() == [0] * 4 + [1] * 4 and images.size == 64
+    # The images kept are the readable ones, in order.
+    first_kept = torch.from_numpy(np.array(load_rgb(files[1]))).permute(2, 0, 1)
+    assert torch.equal(images.images[0], first_kept)
+    # With a stored size, the first readable image does not decide it.
+    assert MemoryImageSet.from_folder(folder, size=32).images.shape == (8, 3, 32, 32)
+
+
+def test_a_folder_of_only_unreadable_images_is_one_sentence(tmp_path, tiny20):
+    folder = copy_folder(tiny20 / "train", tmp_path / "train", classes=1, per_class=2)
+    for p in photos(folder):
+        garble(p)
+    with pytest.raises(DataError, match="holds no readable image files"):
+        MemoryImageSet.from_folder(folder)
