@@ -185,7 +185,7 @@ def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, pr
 
 
 def _verify(opts, artifacts: list[Path], fp32: Path, data: Path, data_key: str, stages: _Stages, progress) -> list:
-    from alexnet_deploy.verify import Gate, evaluate, load_eval_images
+    from alexnet_deploy.verify import Gate, describe_skipped, evaluate, load_eval_images
 
     key = sha256_text(*(sha256_file(a) for a in artifacts), data_key, str(opts.eval_limit))
 
@@ -207,6 +207,7 @@ def _verify(opts, artifacts: list[Path], fp32: Path, data: Path, data_key: str, 
                 "top5": rep.accuracy["top5"],
                 "agreement": rep.reference["agreement_top1"] if rep.reference else 100.0,
                 "num_images": rep.accuracy["num_images"],
+                **describe_skipped(rep.skipped),
             })  # fmt: skip
         return rows
 

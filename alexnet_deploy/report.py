@@ -5,7 +5,8 @@ checked against the artifacts' sidecars:
 
 ``data``: path, synthetic, classes, train_images, val_images.
 ``training``: checkpoint, epochs, wall_s, top1, top5, curves_png.
-``accuracy``: rows of artifact, backend, precision, top1, top5, agreement (top-1 agreement with FP32).
+``accuracy``: rows of artifact, backend, precision, top1, top5, agreement (top-1 agreement with FP32), and
+num_images, unreadable_skipped, unreadable_examples (the images evaluated, and the unreadable ones left out).
 ``gate``: max_top1_drop, max_top5_drop, top1_drop, top5_drop, passed.
 Accuracy figures, agreements and drops are in percent / points, as :mod:`alexnet_deploy.verify` reports them.
 ``calibration``: rows of method, form, top1, agreement, chosen (on held-out calibration images).
@@ -32,6 +33,16 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return lines
+
+
+def _evaluated(row: dict[str, Any]) -> str:
+    """ "200 validation images evaluated; 2 unreadable skipped (`a.JPEG`, `b.JPEG`).": what the figures count."""
+    skipped, examples = row.get("unreadable_skipped") or 0, row.get("unreadable_examples") or []
+    text = f"{row['num_images']} validation images evaluated; {skipped} unreadable skipped"
+    if not skipped:
+        return text + "."
+    more = ", ..." if skipped > len(examples) else ""
+    return text + f" ({', '.join(f'`{n}`' for n in examples)}{more})."
 
 
 def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]] | None, str | None]]:
@@ -73,6 +84,8 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
         ]
         gate = results.get("gate", {})
         words = []
+        if acc[0].get("num_images") is not None:
+            words.append(_evaluated(acc[0]))
         if gate:
             verdict = "PASSED" if gate.get("passed") else "FAILED"
             words.append(

@@ -2,7 +2,8 @@
 
 * :func:`prepare_images` decodes a folder once through the artifact's eval preset and keeps the resized,
   centre-cropped pixels as uint8 (4x smaller than float32); :meth:`PreparedImages.batches` applies the rest of
-  the very same preset (to float, normalise) per batch, so every runner sees bit-identical inputs.
+  the very same preset (to float, normalise) per batch, so every runner sees bit-identical inputs. An unreadable
+  image is skipped, never replaced by another, and listed in ``skipped``: the reports say how many were.
 * :func:`run_logits` runs a :class:`~alexnet_deploy.runners.Runner` over prepared images.
 * :func:`metrics` gives top-1/top-5/per-class accuracy; :func:`compare` adds top-1 agreement with a reference
   and the per-class deltas.
@@ -49,6 +50,7 @@ class PreparedImages:
     classes: list[str]  # the folder names, in label order
     root: Path
     fingerprint: str = ""
+    skipped: list[str] = field(default_factory=list)  # unreadable files of the selection, left out
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -66,7 +68,14 @@ class PreparedImages:
     def subset(self, indices: Sequence[int]) -> PreparedImages:
         """The images at ``indices`` (positions in this set)."""
         idx = np.asarray(indices, dtype=np.int64)
-        return PreparedImages(self.pixels[idx], self.targets[idx], self.preprocessing, self.classes, self.root)
+        return PreparedImages(
+            self.pixels[idx], self.targets[idx], self.preprocessing, self.classes, self.root, skipped=self.skipped
+        )
+
+
+def describe_skipped(paths: Sequence[str], shown: int = 3) -> dict[str, Any]:
+    """``{"unreadable_skipped": K, "unreadable_examples": [the first few file names]}`` for reports and JSON."""
+    return {"unreadable_skipped": len(paths), "unreadable_examples": [Path(p).name for p in paths[:shown]]}
 
 
 def prepare_images(
@@ -78,8 +87,15 @@ def prepare_images(
 ) -> PreparedImages:
     """Decode ``dataset`` (or the samples at ``indices``) through the geometric part of the eval preset.
 
+    An image that cannot be decoded (a truncated JPEG passes the dataset's check and fails here) is left out with
+    a warning, not replaced by its neighbour, so no image is counted twice; it is listed in ``skipped``, with the
+    files the dataset already left out when the whole folder is prepared.
+
     Returns:
         :class:`PreparedImages`, whose ``fingerprint`` identifies the exact selection and preprocessing.
+
+    Raises:
+        DataError: not one image of the selection could be decoded.
     """
     from alexnet_deploy.data import folder_fingerprint
     from alexnet_deploy.manifest import sha256_text
@@ -89,19 +105,36 @@ def prepare_images(
     crop = preprocessing.crop
     pixels = np.empty((len(chosen), 3, crop, crop), dtype=np.uint8)
     targets = np.empty(len(chosen), dtype=np.int64)
-    saved = dataset.transform
-    dataset.transform = geometry
-    try:
-        for k, i in enumerate(chosen):
-            img, label = dataset[i]
-            pixels[k] = img.numpy()
-            targets[k] = label
-            if progress and (k % 64 == 63 or k == len(chosen) - 1):
-                progress(task, k + 1, len(chosen))
-    finally:
-        dataset.transform = saved
-    fingerprint = sha256_text(folder_fingerprint(dataset, chosen), repr(sorted(preprocessing.to_dict().items())))
-    return PreparedImages(pixels, targets, preprocessing, list(dataset.classes), Path(dataset.root), fingerprint)
+    kept: list[int] = []
+    skipped = list(getattr(dataset, "skipped", [])) if indices is None else []
+    for k, i in enumerate(chosen):
+        path, label = dataset.samples[i]
+        try:
+            img = geometry(dataset.loader(path))
+        except DataError as exc:
+            log.warning("%s Skipping it.", exc)
+            skipped.append(str(path))
+            continue
+        pixels[len(kept)] = img.numpy()
+        targets[len(kept)] = label
+        kept.append(i)
+        if progress and (k % 64 == 63 or k == len(chosen) - 1):
+            progress(task, k + 1, len(chosen))
+    if not kept:
+        raise DataError(f"None of the images chosen from {dataset.root} could be read ({len(skipped)} unreadable).")
+    if skipped:
+        log.warning("Skipped %d unreadable image(s) in %s.", len(skipped), dataset.root)
+    n = len(kept)
+    fingerprint = sha256_text(folder_fingerprint(dataset, kept), repr(sorted(preprocessing.to_dict().items())))
+    return PreparedImages(
+        pixels[:n] if n < len(chosen) else pixels,
+        targets[:n],
+        preprocessing,
+        list(dataset.classes),
+        Path(dataset.root),
+        fingerprint,
+        skipped,
+    )
 
 
 def check_classes(root: Path, folder_classes: Sequence[str], model_classes: Sequence[str]) -> None:
@@ -261,6 +294,7 @@ class EvalReport:
     reference: dict[str, Any] | None = None  # artifact, runner, and compare()'s figures
     gate: GateResult | None = None
     logits: np.ndarray | None = field(default=None, repr=False)
+    skipped: list[str] = field(default_factory=list)  # unreadable files of the data, not evaluated
 
     @property
     def top1(self) -> float:
@@ -277,6 +311,7 @@ class EvalReport:
             "precision": self.precision,
             "data": self.data,
             "num_images": self.accuracy["num_images"],
+            **describe_skipped(self.skipped),
             "top1": self.top1,
             "top5": self.top5,
             "per_class_top1": dict(zip(self.classes, self.accuracy["per_class_top1"], strict=True)),
@@ -342,6 +377,7 @@ def evaluate(
         classes=list(info.classes),
         accuracy=metrics(logits, images.targets, len(info.classes)),
         logits=logits,
+        skipped=list(images.skipped),
     )
     if reference is not None or reference_logits is not None:
         ref_name = str(reference) if reference is not None else "reference logits"

@@ -28,14 +28,18 @@ def fp32_onnx(tiny20, tmp_path_factory, request):
 
 
 @pytest.fixture(scope="module")
-def black(tmp_path_factory):
+def black(tmp_path_factory, tiny20):
     """A calibration folder of four flat images in ImageNet's mean colour: normalised they are all ~0, so the
     calibrated input range is ~0 and every real image is clipped flat, whatever the model learned. (Black images
-    were not reliably broken: their ranges fit some trained models well enough to pass the gate.)"""
+    were not reliably broken: their ranges fit some trained models well enough to pass the gate.) The folder is
+    named after one of the model's classes, with the set's classes.tsv: calibration refuses classes the model does
+    not know."""
     root = tmp_path_factory.mktemp("black")
-    (root / "black").mkdir()
+    first_class = sorted(p.name for p in (tiny20 / "train").iterdir() if p.is_dir())[0]
+    (root / first_class).mkdir()
+    (root / "classes.tsv").write_bytes((tiny20 / "classes.tsv").read_bytes())
     for i in range(4):
-        Image.new("RGB", (64, 64), (124, 116, 104)).save(root / "black" / f"{i}.png")
+        Image.new("RGB", (64, 64), (124, 116, 104)).save(root / first_class / f"{i}.png")
     return root
 
 

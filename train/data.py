@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, default_collate
 from torchvision.transforms import v2
 
 from alexnet_deploy.data import (
@@ -356,8 +356,18 @@ def ten_crop_transform(pre: Preprocessing) -> v2.Compose:
     )
 
 
+def _collate_readable(batch: list):
+    """Collate the samples that could be read (an evaluation dataset gives ``None`` for the others)."""
+    kept = [b for b in batch if b is not None]
+    return default_collate(kept) if kept else None
+
+
 class FolderLoader:
-    """A DataLoader over an :class:`ImageFolderDataset`, with per-epoch seeds and DDP sharding."""
+    """A DataLoader over an :class:`ImageFolderDataset`, with per-epoch seeds and DDP sharding.
+
+    For evaluation (``train=False``) the dataset should be built with ``replace_unreadable=False``: an image
+    that fails to decode is then dropped from its batch rather than replaced, so every image counts at most once.
+    """
 
     def __init__(
         self,
@@ -405,5 +415,8 @@ class FolderLoader:
             pin_memory=self.pin_memory,
             generator=gen,
             persistent_workers=False,
+            collate_fn=None if self.train else _collate_readable,
         )
-        yield from loader
+        for batch in loader:
+            if batch is not None:  # None: no image of the batch could be read
+                yield batch

@@ -125,11 +125,13 @@ def build_dataloaders(cfg: TrainConfig, ctx: DistContext | None = None, on_progr
         train_ds = ImageFolderDataset(train_root, transform=tf)
         idx = stratified_indices(train_ds.targets, cfg.max_train_images, cfg.seed) if cfg.max_train_images else None
         train = FolderLoader(train_ds, batch, train=True, workers=cfg.workers, indices=idx, pin_memory=pin, **shard)
-        val_ds = ImageFolderDataset(val_root, transform=eval_transform(pre))
+        val_ds = ImageFolderDataset(val_root, transform=eval_transform(pre), replace_unreadable=False)
         vidx = stratified_indices(val_ds.targets, cfg.max_val_images, cfg.seed) if cfg.max_val_images else None
 
         def make_val(ten_crop: bool) -> FolderLoader:
-            ds = ImageFolderDataset(val_root, transform=ten_crop_transform(pre)) if ten_crop else val_ds
+            ds = val_ds
+            if ten_crop:
+                ds = ImageFolderDataset(val_root, transform=ten_crop_transform(pre), replace_unreadable=False)
             size = max(1, batch // 10) if ten_crop else batch
             return FolderLoader(ds, size, train=False, workers=cfg.workers, indices=vidx, pin_memory=pin, **shard)
 

@@ -77,3 +77,19 @@ def test_a_folder_of_only_unreadable_images_is_one_sentence(tmp_path, tiny20):
         garble(p)
     with pytest.raises(DataError, match="holds no readable image files"):
         MemoryImageSet.from_folder(folder)
+
+
+def test_folder_validation_drops_an_unreadable_image_instead_of_counting_a_neighbour_twice(tmp_path, tiny20):
+    from train.data import FolderLoader
+
+    folder = copy_folder(tiny20 / "val", tmp_path / "val", classes=2, per_class=4)
+    files = photos(folder)
+    truncate(files[2])  # passes the dataset's check, fails to decode
+    pre = Preprocessing(resize=72, crop=64)
+    ds = ImageFolderDataset(folder, transform=eval_transform(pre), replace_unreadable=False)
+    assert len(ds) == 8 and ds[2] is None
+    loader = FolderLoader(ds, batch_size=3, train=False, workers=0)
+    labels = torch.cat([y for _, y in loader]).tolist()
+    assert labels == [0, 0, 0, 1, 1, 1, 1]  # 7 images, each once
+    # Training keeps its fixed batch shape: the bad file is replaced by the next good sample.
+    assert torch.equal(ImageFolderDataset(folder, transform=eval_transform(pre))[2][0], ds[3][0])
