@@ -231,7 +231,8 @@ def _bench(opts, artifacts: list[Path], checkpoint: Path, stages: _Stages, say: 
         report = run_benchmark(targets, config, baseline=baseline, progress=lambda s: log.debug(s))
         report.save_json(opts.out / "bench.json")
         save_plot(report, plot)
-        return {"baseline": baseline, "rows": report.report_rows(), "plot_png": str(plot)}
+        return {"baseline": baseline, "rows": report.report_rows(), "plot_png": str(plot),
+                "contention": report.report_contention()}  # fmt: skip
 
     return stages.run("bench", key, [plot], do)
 
@@ -314,9 +315,13 @@ def _calibration_rows(calibration: dict | None) -> list[dict[str, Any]]:
 
 
 def _system() -> dict[str, Any]:
+    from alexnet_deploy.bench.machine import machine_info
     from alexnet_deploy.manifest import library_versions
     from alexnet_deploy.system import probe_gpus
 
     gpus, _ = probe_gpus()
-    return {"versions": library_versions(), "cpu": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    machine = machine_info()
+    model = machine.get("cpu_model") or platform.processor() or ""
+    return {"versions": library_versions(), "cpu": f"{platform.machine()} {model}".strip(),
+            "cpu_model": model, "cores": machine.get("cpus"), "simd": machine.get("simd", []),
             "gpus": [f"{g.name} (compute {g.compute_capability})" for g in gpus]}  # fmt: skip
