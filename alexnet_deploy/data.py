@@ -132,6 +132,8 @@ def load_rgb(path: str | Path) -> Image.Image:
             return img.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"Image not found: {path}.") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not an image file.") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"Cannot read image {path}: {exc}.") from None
 

@@ -113,6 +113,14 @@ def test_an_empty_class_folder_is_named_in_a_warning_and_listed(tmp_path, tiny20
     assert f"2 class folder(s) of {root} hold no readable image: {folders[1].name}, zz-empty." in caplog.text
 
 
+def test_a_folder_given_as_an_image_says_it_is_a_folder(tmp_path):
+    from alexnet_deploy.data import load_rgb
+
+    with pytest.raises(DataError) as info:
+        load_rgb(tmp_path)
+    assert str(info.value) == f"{tmp_path} is a folder, not an image file."
+
+
 def test_empty_or_missing_folder_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="not found"):
         ImageFolderDataset(tmp_path / "nope")

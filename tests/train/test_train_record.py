@@ -122,6 +122,13 @@ def test_odd_resumes_say_what_they_do_and_never_name_a_missing_best(tmp_path, ti
     ]
     assert not (tmp_path / "new").exists()
 
+    # Another width than the checkpoint's: the message names the first tensors that do not fit, and their shapes.
+    wider = runner.invoke(app, ["train", "--resume", str(run / "last.pt"), "--epochs", "4", "--width", "0.25"])
+    assert wider.exit_code == 1
+    line = wider.output.strip().splitlines()[-1]
+    assert line.startswith(f"error: {run / 'last.pt'} does not fit this configuration's model: features.0.weight is [")
+    assert "in the checkpoint but [" in line and "Error(s) in loading" not in line
+
     # Into a new folder at the asked epochs: last.pt is itself the best epoch, so best.pt is written from it.
     new = tmp_path / "new"
     same = runner.invoke(app, ["train", "--resume", str(run / "last.pt"), "-o", str(new)])
