@@ -196,7 +196,7 @@ def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, pr
 
 def _verify(opts, artifacts: list[Path], fp32: Path, data: Path, data_key: str, stages: _Stages, progress) -> list:
     from alexnet_deploy.core.accuracy import Gate
-    from alexnet_deploy.core.images import load_eval_images
+    from alexnet_deploy.core.images import describe_skipped, load_eval_images
     from alexnet_deploy.verify import evaluate
 
     key = sha256_text(*(sha256_file(a) for a in artifacts), data_key, str(opts.eval_limit))
@@ -221,6 +221,7 @@ def _verify(opts, artifacts: list[Path], fp32: Path, data: Path, data_key: str, 
                 "top5": rep.accuracy["top5"],
                 "agreement": rep.reference["agreement_top1"] if rep.reference else 100.0,
                 "num_images": rep.accuracy["num_images"],
+                **describe_skipped(rep.skipped),
             })  # fmt: skip
         return rows
 
@@ -244,7 +245,8 @@ def _bench(opts, artifacts: list[Path], checkpoint: Path, stages: _Stages, say: 
         report = run_benchmark(targets, config, baseline=baseline, progress=lambda s: log.debug(s))
         report.save_json(opts.out / "bench.json")
         save_plot(report, plot)
-        return {"baseline": baseline, "rows": report.report_rows(), "plot_png": str(plot)}
+        return {"baseline": baseline, "rows": report.report_rows(), "plot_png": str(plot),
+                "contention": report.report_contention()}  # fmt: skip
 
     return stages.run("bench", key, [plot], do)
 
@@ -327,9 +329,13 @@ def _calibration_rows(calibration: dict | None) -> list[dict[str, Any]]:
 
 
 def _system() -> dict[str, Any]:
+    from alexnet_deploy.bench.machine import machine_info
     from alexnet_deploy.core.manifest import library_versions
     from alexnet_deploy.core.system import probe_gpus
 
     gpus, _ = probe_gpus()
-    return {"versions": library_versions(), "cpu": f"{platform.machine()} {platform.processor() or ''}".strip(),
+    machine = machine_info()
+    model = machine.get("cpu_model") or platform.processor() or ""
+    return {"versions": library_versions(), "cpu": f"{platform.machine()} {model}".strip(),
+            "cpu_model": model, "cores": machine.get("cpus"), "simd": machine.get("simd", []),
             "gpus": [f"{g.name} (compute {g.compute_capability})" for g in gpus]}  # fmt: skip

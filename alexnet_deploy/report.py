@@ -5,12 +5,15 @@ checked against the artifacts' sidecars:
 
 ``data``: path, synthetic, classes, train_images, val_images.
 ``training``: checkpoint, epochs, wall_s, top1, top5, curves_png.
-``accuracy``: rows of artifact, backend, precision, top1, top5, agreement (top-1 agreement with FP32).
+``accuracy``: rows of artifact, backend, precision, top1, top5, agreement (top-1 agreement with FP32), and
+num_images, unreadable_skipped, unreadable_examples (the images evaluated, and the unreadable ones left out).
 ``gate``: max_top1_drop, max_top5_drop, top1_drop, top5_drop, passed.
 Accuracy figures, agreements and drops are in percent / points, as :mod:`alexnet_deploy.verify` reports them.
 ``calibration``: rows of method, form, top1, agreement, chosen (on held-out calibration images).
-``bench``: rows of name, batch, median_ms, p90_ms, p99_ms, throughput, ratio; baseline; plot_png.
-``system``: versions, cpu, gpus.
+``bench``: rows of name, batch, median_ms, p90_ms, p99_ms, throughput, ratio, others_cpu_cores, reliable;
+baseline; plot_png; contention (:meth:`alexnet_deploy.bench.contention.Contention.to_dict`: the other processes'
+CPU use while timing; figures taken under contention are marked unreliable).
+``system``: versions, cpu, cpu_model, cores, simd (the SIMD features of /proc/cpuinfo that pick kernels), gpus.
 """
 
 from __future__ import annotations
@@ -32,6 +35,34 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return lines
+
+
+def _evaluated(row: dict[str, Any]) -> str:
+    """ "200 validation images evaluated; 2 unreadable skipped (`a.JPEG`, `b.JPEG`).": what the figures count."""
+    skipped, examples = row.get("unreadable_skipped") or 0, row.get("unreadable_examples") or []
+    text = f"{row['num_images']} validation images evaluated; {skipped} unreadable skipped"
+    if not skipped:
+        return text + "."
+    more = ", ..." if skipped > len(examples) else ""
+    return text + f" ({', '.join(f'`{n}`' for n in examples)}{more})."
+
+
+def _contention_words(contention: dict[str, Any] | None, rows: list[dict[str, Any]]) -> list[str]:
+    """The paragraph on the other processes' CPU use while timing; a bold warning when figures are unreliable."""
+    if not contention:
+        return ["Other processes' CPU use while timing was not measured for these figures."]
+    use = (
+        f"other processes used {contention['others_cpu_cores']:.2f} of {contention['cores']} cores on average "
+        f"({contention['others_cpu_fraction']:.1%} of the machine) while these figures were timed; "
+        f"the threshold is {contention['threshold_cores']:g} core"
+    )
+    flagged = sum(r.get("reliable") is False for r in rows)
+    if not flagged:
+        return [f"Measured on a quiet machine: {use}."]
+    return [
+        f"**UNRELIABLE: {flagged} of {len(rows)} figures were taken under contention** ({use}); they are marked "
+        "in the table and should be measured again on a quiet machine before being quoted."
+    ]
 
 
 def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]] | None, str | None]]:
@@ -73,6 +104,8 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
         ]
         gate = results.get("gate", {})
         words = []
+        if acc[0].get("num_images") is not None:
+            words.append(_evaluated(acc[0]))
         if gate:
             verdict = "PASSED" if gate.get("passed") else "FAILED"
             words.append(
@@ -99,9 +132,11 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
 
     bench = results.get("bench") or {}
     if bench.get("rows"):
+        measured = any(r.get("reliable") is not None for r in bench["rows"])
         rows = [["engine", "batch", "median ms", "p90 ms", "p99 ms", "images/s", f"x {bench.get('baseline', '')}"]]
-        rows += [
-            [
+        rows[0] += ["others' cores"] if measured else []
+        for r in bench["rows"]:
+            row = [
                 r["name"],
                 str(r["batch"]),
                 f"{r['median_ms']:.2f}",
@@ -110,9 +145,13 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
                 f"{r['throughput']:.1f}",
                 f"{r['ratio']:.2f}" if r.get("ratio") is not None else "",
             ]
-            for r in bench["rows"]
-        ]
+            if measured:
+                cores = r.get("others_cpu_cores")
+                flag = " (unreliable)" if r.get("reliable") is False else ""
+                row.append("" if cores is None else f"{cores:.2f}{flag}")
+            rows.append(row)
         words = [bench.get("note", "")] if bench.get("note") else []
+        words += _contention_words(bench.get("contention"), bench["rows"])
         out.append(("Latency and throughput", words, rows, bench.get("plot_png")))
 
     system = results.get("system") or {}
@@ -121,6 +160,10 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
         rows += [[k, str(v)] for k, v in (system.get("versions") or {}).items()]
         if system.get("cpu"):
             rows.append(["cpu", str(system["cpu"])])
+        if system.get("cores"):
+            rows.append(["cores", str(system["cores"])])
+        if "simd" in system:
+            rows.append(["simd", ", ".join(system["simd"]) or "none of the tracked features"])
         rows.append(["gpus", ", ".join(system.get("gpus") or []) or "none"])
         out.append(("Versions and hardware", [], rows, None))
     return out

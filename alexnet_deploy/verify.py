@@ -15,7 +15,7 @@ import numpy as np
 
 from alexnet_deploy.core.accuracy import Gate, GateResult, compare, metrics, run_logits
 from alexnet_deploy.core.errors import DataError, GateError
-from alexnet_deploy.core.images import PreparedImages, ProgressFn, load_eval_images
+from alexnet_deploy.core.images import PreparedImages, ProgressFn, describe_skipped, load_eval_images
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class EvalReport:
     reference: dict[str, Any] | None = None  # artifact, runner, and compare()'s figures
     gate: GateResult | None = None
     logits: np.ndarray | None = field(default=None, repr=False)
+    skipped: list[str] = field(default_factory=list)  # unreadable files of the data, not evaluated
 
     @property
     def top1(self) -> float:
@@ -49,6 +50,7 @@ class EvalReport:
             "precision": self.precision,
             "data": self.data,
             "num_images": self.accuracy["num_images"],
+            **describe_skipped(self.skipped),
             "top1": self.top1,
             "top5": self.top5,
             "per_class_top1": dict(zip(self.classes, self.accuracy["per_class_top1"], strict=True)),
@@ -114,6 +116,7 @@ def evaluate(
         classes=list(info.classes),
         accuracy=metrics(logits, images.targets, len(info.classes)),
         logits=logits,
+        skipped=list(images.skipped),
     )
     if reference is not None or reference_logits is not None:
         ref_name = str(reference) if reference is not None else "reference logits"

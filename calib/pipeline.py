@@ -277,7 +277,7 @@ def calibrate(
         :class:`CalibrationResult` (``path`` is ``out_path``).
 
     Raises:
-        DataError: the calibration folder is empty or holds no image.
+        DataError: the calibration folder is empty, holds no image, or has classes the model does not know.
         ArtifactError: the model is not a calibratable FP32 ONNX, or cannot be written.
         ConfigError: an unknown method or target.
     """
@@ -327,9 +327,15 @@ def calibrate_forms(
         if calib_data is None:
             raise ConfigError("Calibration needs images (--calib-data).")
         data = load_calibration_data(
-            calib_data, source.preprocessing, num_images=num_images, holdout_images=holdout_images if choice else 0,
-            seed=seed, progress=progress,
-        )  # fmt: skip
+            calib_data,
+            source.preprocessing,
+            num_images=num_images,
+            holdout_images=holdout_images if choice else 0,
+            seed=seed,
+            progress=progress,
+            classes=source.manifest.classes,
+        )
+    data.conform_to(source.manifest.classes)  # also data loaded by the caller: scores must use the model's labels
     if choice and (data.holdout is None or len(data.holdout) == 0):
         raise ConfigError("Choosing a calibration needs held-out images; the calibration folder is too small.")
     cache = None if not use_cache else RangeCache(cache_dir) if cache_dir else RangeCache.beside(source.path)

@@ -31,6 +31,7 @@ import numpy as np
 
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.files import atomic_path
+from alexnet_deploy.core.paths import require_file
 from alexnet_deploy.core.vocab import QuantTarget
 from calib.methods import Ranges, ort_method
 
@@ -113,9 +114,7 @@ def load_graph(path: str | Path):
     """
     import onnx
 
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"ONNX file not found: {path}.")
+    path = require_file(path, ArtifactError, "ONNX file", (".onnx",))
     try:
         return onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError, among others

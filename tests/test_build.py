@@ -32,14 +32,18 @@ def fp32_onnx(tiny20, tmp_path_factory, request):
 
 
 @pytest.fixture(scope="module")
-def black(tmp_path_factory):
+def black(tmp_path_factory, tiny20):
     """A calibration folder of four flat images in ImageNet's mean colour: normalised they are all ~0, so the
     calibrated input range is ~0 and every real image is clipped flat, whatever the model learned. (Black images
-    were not reliably broken: their ranges fit some trained models well enough to pass the gate.)"""
+    were not reliably broken: their ranges fit some trained models well enough to pass the gate.) The folder is
+    named after one of the model's classes, with the set's classes.tsv: calibration refuses classes the model does
+    not know."""
     root = tmp_path_factory.mktemp("black")
-    (root / "black").mkdir()
+    first_class = sorted(p.name for p in (tiny20 / "train").iterdir() if p.is_dir())[0]
+    (root / first_class).mkdir()
+    (root / "classes.tsv").write_bytes((tiny20 / "classes.tsv").read_bytes())
     for i in range(4):
-        Image.new("RGB", (64, 64), (124, 116, 104)).save(root / "black" / f"{i}.png")
+        Image.new("RGB", (64, 64), (124, 116, 104)).save(root / first_class / f"{i}.png")
     return root
 
 
@@ -166,8 +170,8 @@ def test_bad_inputs_are_one_sentence_and_write_nothing(fp32_onnx, tiny20, imagen
         "no readable image": [str(fp32_onnx), "--calib-data", str(tmp_path / "texts"), "--eval-data", str(tiny20)],
         "do not match the model's 20 classes": [str(fp32_onnx), "--calib-data", str(tiny20), "--eval-data",
                                                 str(imagenette10)],
-        "input named 'images'; it takes x['N', 1, 8, 8]": [str(bad_onnx), "--calib-data", str(tiny20), "--eval-data",
-                                                           str(tiny20)],
+        "must take one N x 3 x H x W image input; it takes x[-1, 1, 8, 8]": [str(bad_onnx), "--calib-data",
+                                                                             str(tiny20), "--eval-data", str(tiny20)],
     }  # fmt: skip
     for expected, args in cases.items():
         res = runner.invoke(app, [*base, *args])

@@ -67,6 +67,14 @@ def test_quickstart_writes_every_artifact_and_a_report_that_matches_the_sidecars
     labels = {r["name"] for r in results["bench"]["rows"]}
     assert {"torch eager fp32", "onnxruntime fp32", "onnxruntime fp16", f"{engine} int8"} <= labels
     assert {m["method"] for m in results["calibration"]} == {"minmax", "entropy", "percentile"}
+    # Every figure carries the others' CPU use while it was timed, and the report says whether to trust them.
+    contention = results["bench"]["contention"]
+    assert {"others_cpu_fraction", "threshold", "reliable"} <= set(contention)
+    assert all(r["reliable"] in (True, False) for r in results["bench"]["rows"])
+    assert ("UNRELIABLE" in md) == any(r["reliable"] is False for r in results["bench"]["rows"])
+    assert rows["model.int8.onnx"]["num_images"] > 0 and rows["model.int8.onnx"]["unreadable_skipped"] == 0
+    assert f"{rows['model.int8.onnx']['num_images']} validation images evaluated; 0 unreadable skipped." in md
+    assert isinstance(results["system"]["simd"], list) and "| simd |" in md
 
 
 @pytest.mark.slow

@@ -85,3 +85,39 @@ def test_cli_table_and_class_mismatch(fp32_onnx, tiny20, imagenette10):
     bad = runner.invoke(app, ["verify", str(fp32_onnx), "--data", str(imagenette10)])
     assert bad.exit_code == 1
     assert bad.output.strip().startswith("error: The classes in") and len(bad.output.strip().splitlines()) == 1
+
+
+def test_unreadable_eval_images_are_skipped_and_counted_not_replaced(fp32_onnx, tiny20, tmp_path):
+    from image_faults import copy_folder, garble, photos, truncate
+
+    clean = copy_folder(tiny20 / "val", tmp_path / "clean" / "val", per_class=3)
+    faulty = copy_folder(tiny20 / "val", tmp_path / "faulty" / "val", per_class=3)
+    files = photos(faulty)
+    bad = [truncate(files[0]), truncate(files[31]), garble(files[59])]  # two pass verify(), one does not
+    report = evaluate(fp32_onnx, faulty.parent)
+    assert report.accuracy["num_images"] == 57 and len(report.logits) == 57
+    assert sorted(report.skipped) == sorted(str(p) for p in bad)
+    d = report.to_dict()
+    assert d["num_images"] == 57 and d["unreadable_skipped"] == 3
+    assert sorted(d["unreadable_examples"]) == sorted(p.name for p in bad)
+    # The 57 images evaluated are the 57 readable ones, each once: no neighbour stands in for a bad file.
+    reference = evaluate(fp32_onnx, clean.parent)
+    keep = [i for i in range(60) if i not in (0, 31, 59)]
+    np.testing.assert_array_equal(report.logits, reference.logits[keep])
+    assert reference.to_dict()["unreadable_skipped"] == 0
+
+    table = runner.invoke(app, ["verify", str(fp32_onnx), "--data", str(faulty.parent)], env={"COLUMNS": "300"})
+    assert table.exit_code == 0, table.output
+    assert "57 images evaluated; 3 unreadable skipped (" in table.stdout
+    as_json = runner.invoke(app, ["verify", str(fp32_onnx), "--data", str(faulty.parent), "--json"])
+    assert json.loads(as_json.stdout)["unreadable_skipped"] == 3
+
+
+def test_a_selection_without_one_readable_image_is_one_sentence(fp32_onnx, tiny20, tmp_path):
+    from image_faults import copy_folder, photos, truncate
+
+    data = copy_folder(tiny20 / "val", tmp_path / "d" / "val", per_class=1)
+    for p in photos(data):
+        truncate(p)
+    with pytest.raises(DataError, match=r"None of the images chosen from .* could be read \(20 unreadable\)"):
+        evaluate(fp32_onnx, data.parent)

@@ -23,6 +23,7 @@ from typing import Any
 
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.paths import require_file
 
 __all__ = ["PRESETS", "TrainConfig", "load_config_file", "parse_overrides", "preset", "resolve_config"]
 
@@ -252,9 +253,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError: missing, unreadable, or not a flat table of options.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Config file not found: {path}.")
+    path = require_file(path, ConfigError, "Config file", (".json", ".toml"))
     try:
         if path.suffix.lower() == ".toml":
             try:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, default_collate
 from torchvision.transforms import v2
 
 from alexnet_deploy.core.data import (
@@ -68,6 +68,7 @@ class MemoryImageSet:
     targets: torch.Tensor
     classes: list[str]
     root: str = ""
+    skipped: list[str] = field(default_factory=list)  # unreadable files left out
 
     def __len__(self) -> int:
         return int(self.targets.numel())
@@ -91,28 +92,22 @@ class MemoryImageSet:
             root: ``root/<class>/<image>``.
             size: store every image as its central square resized to ``size`` (antialiased); None keeps the
                 images as they are when they are all square and of one size (Tiny ImageNet), else uses the
-                shorter side of the first image.
+                shorter side of the first readable image.
             max_images: 0 for all, else a class-stratified subset of that many images.
             seed: chooses the subset.
             on_progress: called with (done, total) now and then.
 
+        Every unreadable image, the first one included, is left out with a warning and listed in ``skipped``.
+
         Raises:
-            DataError: the folder is missing, empty, or too large to hold in memory.
+            DataError: the folder is missing, empty, holds no readable image, or is too large to hold in memory.
         """
         folder = ImageFolderDataset(root, check_files=False)
         indices = list(range(len(folder.samples)))
         if max_images and max_images < len(indices):
             indices = stratified_indices(folder.targets, max_images, seed=seed)
-        first = np.asarray(load_rgb(folder.samples[indices[0]][0]))
-        side = size or min(first.shape[:2])
-        need = len(indices) * 3 * side * side
-        if need > MEMORY_LIMIT_BYTES:
-            raise DataError(
-                f"{root} would take {need / 2**30:.1f} GiB in memory at {side} px; use the folder loader instead."
-            )
-        images = torch.empty((len(indices), 3, side, side), dtype=torch.uint8)
-        targets = torch.empty(len(indices), dtype=torch.int64)
-        to_square = v2.Compose([v2.Resize(side, antialias=True), v2.CenterCrop(side)])
+        images = targets = to_square = None
+        skipped: list[str] = []
         kept = 0
         for n, i in enumerate(indices):
             path, label = folder.samples[i]
@@ -120,7 +115,18 @@ class MemoryImageSet:
                 img = torch.from_numpy(np.array(load_rgb(path))).permute(2, 0, 1)
             except DataError as exc:
                 log.warning("%s Skipping it.", exc)
+                skipped.append(str(path))
                 continue
+            if images is None:  # the first readable image sets the stored side
+                side = size or min(img.shape[1:])
+                need = len(indices) * 3 * side * side
+                if need > MEMORY_LIMIT_BYTES:
+                    raise DataError(
+                        f"{root} would take {need / 2**30:.1f} GiB in memory at {side} px; use the folder loader."
+                    )
+                images = torch.empty((len(indices), 3, side, side), dtype=torch.uint8)
+                targets = torch.empty(len(indices), dtype=torch.int64)
+                to_square = v2.Compose([v2.Resize(side, antialias=True), v2.CenterCrop(side)])
             if img.shape[1:] != (side, side):
                 img = to_square(img)
             images[kept] = img
@@ -130,11 +136,14 @@ class MemoryImageSet:
                 on_progress(n + 1, len(indices))
         if kept == 0:
             raise DataError(f"{root} holds no readable image files.")
+        if skipped:
+            log.warning("Skipped %d unreadable image(s) of %d in %s.", len(skipped), len(indices), root)
         return cls(
             images=images[:kept].clone() if kept < len(indices) else images,
             targets=targets[:kept],
             classes=list(folder.classes),
             root=str(root),
+            skipped=skipped,
         )
 
 
@@ -347,8 +356,18 @@ def ten_crop_transform(pre: Preprocessing) -> v2.Compose:
     )
 
 
+def _collate_readable(batch: list):
+    """Collate the samples that could be read (an evaluation dataset gives ``None`` for the others)."""
+    kept = [b for b in batch if b is not None]
+    return default_collate(kept) if kept else None
+
+
 class FolderLoader:
-    """A DataLoader over an :class:`ImageFolderDataset`, with per-epoch seeds and DDP sharding."""
+    """A DataLoader over an :class:`ImageFolderDataset`, with per-epoch seeds and DDP sharding.
+
+    For evaluation (``train=False``) the dataset should be built with ``replace_unreadable=False``: an image
+    that fails to decode is then dropped from its batch rather than replaced, so every image counts at most once.
+    """
 
     def __init__(
         self,
@@ -396,5 +415,8 @@ class FolderLoader:
             pin_memory=self.pin_memory,
             generator=gen,
             persistent_workers=False,
+            collate_fn=None if self.train else _collate_readable,
         )
-        yield from loader
+        for batch in loader:
+            if batch is not None:  # None: no image of the batch could be read
+                yield batch

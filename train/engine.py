@@ -59,6 +59,7 @@ class Data:
     train_root: Path
     val_root: Path
     make_val: Callable[[bool], MemoryLoader | FolderLoader] = field(repr=False, default=None)  # ten_crop -> loader
+    skipped: list[str] = field(default_factory=list)  # unreadable image files left out (train and val)
 
     def val_loader(self, ten_crop: bool) -> MemoryLoader | FolderLoader:
         return self.make_val(ten_crop) if ten_crop else self.val
@@ -83,7 +84,8 @@ def build_dataloaders(cfg: TrainConfig, ctx: DistContext | None = None, on_progr
         on_progress: memory path only: called with (split, done, total) while decoding.
 
     Raises:
-        DataError: the folder is missing, lacks train/ and val/, or their classes differ.
+        DataError: the folder is missing, lacks train/ and val/, their classes differ, or a class has no
+            readable training image (a network cannot learn a class it never sees).
         ConfigError: the batch size does not divide over the ranks.
     """
     ctx = ctx or DistContext()
@@ -116,23 +118,29 @@ def build_dataloaders(cfg: TrainConfig, ctx: DistContext | None = None, on_progr
             )
 
         train_classes, val_classes = train_set.classes, val_set.classes
+        train_targets, skipped = train_set.targets.tolist(), train_set.skipped + val_set.skipped
     else:
         pin = any(d.type == "cuda" for d in ctx.devices)
         tf = folder_transform(cfg.augment, pre, cfg.rrc_scale, cfg.pca_sigma)
         train_ds = ImageFolderDataset(train_root, transform=tf)
         idx = stratified_indices(train_ds.targets, cfg.max_train_images, cfg.seed) if cfg.max_train_images else None
         train = FolderLoader(train_ds, batch, train=True, workers=cfg.workers, indices=idx, pin_memory=pin, **shard)
-        val_ds = ImageFolderDataset(val_root, transform=eval_transform(pre))
+        val_ds = ImageFolderDataset(val_root, transform=eval_transform(pre), replace_unreadable=False)
         vidx = stratified_indices(val_ds.targets, cfg.max_val_images, cfg.seed) if cfg.max_val_images else None
 
         def make_val(ten_crop: bool) -> FolderLoader:
-            ds = ImageFolderDataset(val_root, transform=ten_crop_transform(pre)) if ten_crop else val_ds
+            ds = val_ds
+            if ten_crop:
+                ds = ImageFolderDataset(val_root, transform=ten_crop_transform(pre), replace_unreadable=False)
             size = max(1, batch // 10) if ten_crop else batch
             return FolderLoader(ds, size, train=False, workers=cfg.workers, indices=vidx, pin_memory=pin, **shard)
 
         train_classes, val_classes = train_ds.classes, val_ds.classes
+        train_targets = [train_ds.targets[i] for i in idx] if idx is not None else list(train_ds.targets)
+        skipped = train_ds.skipped + val_ds.skipped
     if train_classes != val_classes:
         raise DataError(f"{train_root} and {val_root} hold different class folders.")
+    _refuse_empty_classes(train_root, train_classes, train_targets)
     return Data(
         train=train,
         val=make_val(False),
@@ -141,7 +149,23 @@ def build_dataloaders(cfg: TrainConfig, ctx: DistContext | None = None, on_progr
         train_root=train_root,
         val_root=val_root,
         make_val=make_val,
+        skipped=skipped,
     )
+
+
+def _refuse_empty_classes(root: Path, classes: list[str], targets: list[int]) -> None:
+    """Refuse a training selection in which some class has no image: the model would be trained to never
+    predict it, silently, and its accuracy on that class would be zero."""
+    counts = [0] * len(classes)
+    for t in targets:
+        counts[t] += 1
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if empty:
+        shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+        raise DataError(
+            f"{root} has no readable training image of {len(empty)} of its {len(classes)} classes ({shown}); "
+            "add images there or remove the empty class folders."
+        )
 
 
 # --------------------------------------------------------------------------------------------------- model

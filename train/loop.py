@@ -9,6 +9,12 @@ Files written into ``cfg.output`` (by rank 0):
 * ``last.pt`` / ``best.pt`` (highest val top-1) with their manifests ``last.pt.json`` / ``best.pt.json``;
 * ``config.json``: the resolved configuration; ``metrics.jsonl``: one line per epoch; ``curves.png``;
 * ``summary.json``: best epoch and accuracy (and the 10-crop test of ``best.pt`` when asked), wall time.
+
+The best epoch reported (``summary.json``, :attr:`FitResult.best`, the CLI's last line) is read back from
+``best.pt`` itself, and a resume first repairs a ``best.pt`` that a kill left behind
+(:func:`~train.checkpointing.restore_best`), so the record is true after a kill at any moment. Resuming a
+checkpoint already past ``epochs`` is refused; one exactly at ``epochs`` trains nothing and only brings the
+folder's files up to date (so rerunning a finished resume command is harmless).
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ from typing import Any
 
 import torch
 
-from alexnet_deploy.core.errors import CheckpointError, DataError
+from alexnet_deploy.core.checkpoint import describe_state_dict_error
+from alexnet_deploy.core.errors import CheckpointError, ConfigError, DataError
 from alexnet_deploy.core.files import write_bytes_atomic, write_json_atomic
 from alexnet_deploy.core.manifest import load_manifest, save_manifest
 from train.checkpointing import (
     copy_checkpoint,
+    epoch_accuracy,
     get_rng_state,
+    kill_point,
     load_resume_checkpoint,
+    read_best,
+    restore_best,
     save_training_checkpoint,
     set_rng_state,
 )
@@ -59,7 +70,8 @@ __all__ = ["FitResult", "Hooks", "fit"]
 class Hooks:
     """Callbacks a front end (the CLI's progress bars) implements; every method is optional."""
 
-    def on_message(self, text: str) -> None: ...
+    def on_message(self, text: str) -> None:
+        log.info("%s", text)  # without a front end, messages (a repaired best.pt, a spent budget) are logged
 
     def on_load_progress(self, split: str, done: int, total: int) -> None: ...
 
@@ -77,10 +89,12 @@ class FitResult:
     config: TrainConfig
     output: Path
     history: list[dict[str, Any]]
-    best: dict[str, Any]
+    best: dict[str, Any]  # what best.pt holds, read back from it ({} when there is none)
     wall_seconds: float
     ten_crop: dict[str, float] | None = None
     placed: PlacedModel | None = field(default=None, repr=False)
+    best_checkpoint: Path | None = None  # best.pt, when it exists
+    epochs_trained: int = 0  # by this call (a resume counts only its own)
 
 
 def _checkpoint(
@@ -109,7 +123,11 @@ def _write_run_files(out: Path, history: list[dict], cfg: TrainConfig) -> None:
 
 
 def fit(
-    cfg: TrainConfig, *, resume: str | Path | dict[str, Any] | None = None, hooks: Hooks | None = None
+    cfg: TrainConfig,
+    *,
+    resume: str | Path | dict[str, Any] | None = None,
+    resume_path: str | Path | None = None,
+    hooks: Hooks | None = None,
 ) -> FitResult:
     """Train ``cfg`` (from scratch, or from ``resume``'s state) and write the run's files.
 
@@ -117,33 +135,42 @@ def fit(
         cfg: the resolved configuration.
         resume: a ``last.pt`` (or ``best.pt``) to continue from, or its contents as read by
             :func:`~train.checkpointing.load_resume_checkpoint`; training restarts at its epoch + 1.
+        resume_path: the file ``resume`` (a dict) was read from: its ``best.pt`` is looked for beside it.
         hooks: progress callbacks.
 
     Raises:
+        ConfigError: the resumed checkpoint is already past ``cfg.epochs``.
         AlexNetDeployError: bad data, configuration or checkpoint (one-sentence messages).
     """
     wall_start = time.monotonic()
     hooks = hooks or Hooks()
     ctx = init_distributed(cfg.device_list)
     try:
-        return _fit(cfg, ctx, resume, hooks, wall_start)
+        return _fit(cfg, ctx, resume, resume_path, hooks, wall_start)
     finally:
         shutdown(ctx)
 
 
-def _fit(cfg: TrainConfig, ctx: DistContext, resume, hooks: Hooks, wall_start: float) -> FitResult:
+def _fit(cfg: TrainConfig, ctx: DistContext, resume, resume_path, hooks: Hooks, wall_start: float) -> FitResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if isinstance(resume, dict):
-        state, resume = resume, "the checkpoint"
+        state, resume = resume, resume_path or "the checkpoint"
     else:
         state = load_resume_checkpoint(resume) if resume else None
+        resume_path = resume
+    if state is not None and int(state["epoch"]) > cfg.epochs:
+        raise ConfigError(
+            f"{resume} was saved after epoch {state['epoch']}, past the {cfg.epochs} epoch(s) this run asks for, "
+            f"so there is nothing to train; ask for more than {state['epoch']} epochs to continue it."
+        )
     out = Path(cfg.output)
     load_start = time.monotonic()
     data = build_dataloaders(cfg, ctx, on_progress=hooks.on_load_progress)
+    skipped = f", {len(data.skipped)} unreadable image(s) skipped" if data.skipped else ""
     hooks.on_message(
         f"data: {len(data.classes)} classes, {len(data.train)} training steps of {cfg.batch_size} per epoch "
-        f"(loaded in {time.monotonic() - load_start:.0f} s)"
+        f"(loaded in {time.monotonic() - load_start:.0f} s{skipped})"
     )
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(cfg, len(data.classes))
@@ -156,8 +183,8 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, hooks: Hooks, wall_start: f
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
-            detail = str(exc).splitlines()[0]
-            raise CheckpointError(f"{resume} does not fit this configuration's model: {detail}") from None
+            detail = describe_state_dict_error(exc)
+            raise CheckpointError(f"{resume} does not fit this configuration's model: {detail}.") from None
     placed = place_model(model, cfg, ctx)
     optimizer = build_optimizer(cfg, placed.module)
     schedule = build_schedule(cfg, optimizer, len(data.train))
@@ -172,10 +199,16 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, hooks: Hooks, wall_start: f
         history, best = list(metrics.get("history", [])), dict(metrics.get("best", {}))
         start_epoch, elapsed_before = int(state["epoch"]) + 1, float(metrics.get("elapsed_seconds", 0.0))
         hooks.on_message(f"resumed from {resume} after epoch {state['epoch']}")
+        if start_epoch > cfg.epochs:
+            hooks.on_message(f"{resume} already holds all {cfg.epochs} epochs: nothing to train")
     budget = Budget(cfg.max_minutes * 60, start=wall_start - elapsed_before, reserve=30.0) if cfg.max_minutes else None
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "config.json", cfg.to_dict())
+        if state is not None:
+            best, repaired = restore_best(out, state, cfg, resume_path)
+            if repaired:
+                hooks.on_message(repaired)
     stopped = False
     for epoch in range(start_epoch, cfg.epochs + 1):
         torch.manual_seed(epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout and any other draw this epoch
@@ -221,16 +254,9 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, hooks: Hooks, wall_start: f
         if ctx.is_main:
             metrics = {"history": history, "best": best, "elapsed_seconds": elapsed, "last": record}
             ckpt = _checkpoint(placed, optimizer, schedule, cfg, data, epoch, metrics)
-            accuracy = {
-                "top1": ev["top1"],
-                "top5": ev["top5"],
-                "split": "val",
-                "images": int(ev["images"]),
-                "method": "centre crop",
-                "epoch": epoch,
-            }
-            save_training_checkpoint(out / "last.pt", ckpt, cfg, accuracy)
+            save_training_checkpoint(out / "last.pt", ckpt, cfg, epoch_accuracy(record, ev["images"]))
             if is_best:
+                kill_point("between-last-and-best", epoch)  # tests: a crash here is repaired by restore_best
                 copy_checkpoint(out / "last.pt", out / "best.pt")
             _write_run_files(out, history, cfg)
         barrier(ctx)
@@ -241,21 +267,39 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, hooks: Hooks, wall_start: f
             break
     if stopped:
         hooks.on_message(f"stopped after epoch {history[-1]['epoch']}: the {cfg.max_minutes:g}-minute budget is spent")
+    if ctx.is_main and start_epoch > cfg.epochs and history:
+        _write_run_files(out, history, cfg)  # a resume into another folder that trained nothing still gets them
+    barrier(ctx)
+    best_file = out / "best.pt"
+    on_disk = read_best(best_file)  # the record names what is on disk, whatever was counted in memory
+    if on_disk is not None and on_disk != best:
+        log.warning("best.pt holds epoch %s, not the best epoch %s in memory.", on_disk["epoch"], best.get("epoch"))
     ten = _ten_crop(cfg, ctx, placed, data, out, hooks) if cfg.ten_crop and history else None
     wall = elapsed_before + time.monotonic() - wall_start
     if ctx.is_main and history:
         summary = {
-            "best": best,
+            "best": on_disk or {},
             "last": history[-1],
             "ten_crop_best": ten,
             "wall_seconds": wall,
             "epochs_run": len(history),
+            "epochs_trained_now": len(history) - (start_epoch - 1),
             "stopped_by_budget": stopped,
-            "checkpoint": str(out / "best.pt"),
+            "checkpoint": str(best_file) if on_disk else None,
             "preprocessing": cfg.preprocessing.to_dict(),
         }
         write_json_atomic(out / "summary.json", summary)
-    return FitResult(config=cfg, output=out, history=history, best=best, wall_seconds=wall, ten_crop=ten, placed=placed)
+    return FitResult(
+        config=cfg,
+        output=out,
+        history=history,
+        best=on_disk or {},
+        wall_seconds=wall,
+        ten_crop=ten,
+        placed=placed,
+        best_checkpoint=best_file if on_disk else None,
+        epochs_trained=len(history) - (start_epoch - 1),
+    )
 
 
 def _ten_crop(cfg: TrainConfig, ctx: DistContext, placed: PlacedModel, data: Data, out: Path, hooks: Hooks):

@@ -24,6 +24,7 @@ import numpy as np
 from alexnet_deploy.backends.base import BackendStatus, Runner
 from alexnet_deploy.core.errors import ArtifactError, MissingBackendError
 from alexnet_deploy.core.files import atomic_path
+from alexnet_deploy.core.paths import require_file
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,8 @@ class OnnxRuntimeRunner(Runner):
                 f"ONNX Runtime here lacks {', '.join(missing)} (available: {', '.join(ort.get_available_providers())})."
             )
         source = self.model if isinstance(self.model, bytes) else str(self.model)
-        if not isinstance(self.model, bytes) and not Path(self.model).is_file():
-            raise ArtifactError(f"ONNX model not found: {self.model}.")
+        if not isinstance(self.model, bytes):
+            require_file(self.model, ArtifactError, "ONNX model", (".onnx",))
         try:
             self.session = ort.InferenceSession(source, session_options(self.threads), providers=self.providers)
         except Exception as exc:  # noqa: BLE001 - ORT raises many private exception types

@@ -5,8 +5,11 @@
 * :func:`build_targets` turns artifact specs (``model.onnx``, ``best.pt@fp16``, ``best.pt@compile``) into targets,
   adding the PyTorch eager FP32 baseline that ratios divide by.
 * :func:`measure_ceiling` measures the machine's dense-compute ceiling; :func:`save_plot` draws the PNG.
+* :class:`CpuMonitor` measures the other processes' CPU use while timing (:class:`Contention`), so figures taken
+  on a shared machine are marked unreliable.
 """
 
+from alexnet_deploy.bench.contention import THRESHOLD_CORES, Contention, CpuMonitor
 from alexnet_deploy.bench.harness import measure_target, run_benchmark
 from alexnet_deploy.bench.machine import machine_info, measure_ceiling
 from alexnet_deploy.bench.plot import save_plot
@@ -23,10 +26,13 @@ from alexnet_deploy.bench.targets import TORCH_BASELINE, TargetSpec, build_targe
 
 __all__ = [
     "SCHEMA",
+    "THRESHOLD_CORES",
     "TORCH_BASELINE",
     "BenchConfig",
     "BenchReport",
     "BenchTarget",
+    "Contention",
+    "CpuMonitor",
     "LatencyStats",
     "Measurement",
     "TargetSpec",

@@ -14,6 +14,9 @@ The harness measures what trtexec measures and states what it measured:
   device-resident tensors (torch), or the runner's own ``last_device_seconds`` (TensorRT).
 * **Throughput** = images completed / wall time of the timed chunks; with ``concurrency`` N, N threads each keep
   one request in flight (Triton perf_analyzer's concurrency mode) and the latency is what each request waited.
+* **Contention**: the other processes' CPU use during every timed chunk (:mod:`alexnet_deploy.bench.contention`),
+  per measurement and for the run; figures taken while others kept more than a tenth of a core busy are marked
+  unreliable, in the JSON, the table and the report.
 * **Compute fraction**: FLOPs per image (2 x the multiply-adds of :func:`alexnet_deploy.core.models.profile_model`)
   x images/s, over a ceiling measured on this machine by :func:`measure_ceiling` (a large ``torch.mm``).
 
@@ -30,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from alexnet_deploy.bench.contention import Contention, CpuMonitor, combine
 from alexnet_deploy.bench.machine import machine_info
 from alexnet_deploy.bench.results import (
     BenchConfig,
@@ -141,9 +145,13 @@ def measure_target(
     clock: Clock = time.perf_counter,
     warm: bool = True,
     rounds: int = 1,
+    monitor: CpuMonitor | None = None,
 ) -> tuple[list[float], list[float], float]:
     """Warm ``target`` up (``warm``: ``warmup_s`` and >= 3 calls; else ``switch_warmup_s``) and time one chunk
     (1/``rounds`` of the budget).
+
+    Args:
+        monitor: if given, it watches the other processes' CPU use over the timed chunk alone (``monitor.result``).
 
     Returns:
         (latencies, compute latencies, wall seconds) in seconds.
@@ -156,15 +164,21 @@ def measure_target(
         runner.infer(images)
         calls += 1
     iterations = None if config.iterations is None else max(1, math.ceil(config.iterations / rounds))
-    return _timed_chunk(
-        target,
-        images,
-        duration_s=config.duration_s / rounds,
-        iterations=iterations,
-        concurrency=config.concurrency,
-        clock=clock,
-        with_compute=True,
-    )
+    if monitor is not None:
+        monitor.start()
+    try:
+        return _timed_chunk(
+            target,
+            images,
+            duration_s=config.duration_s / rounds,
+            iterations=iterations,
+            concurrency=config.concurrency,
+            clock=clock,
+            with_compute=True,
+        )
+    finally:
+        if monitor is not None:
+            monitor.stop()
 
 
 def _check_batch(target: BenchTarget, batch: int) -> None:
@@ -210,12 +224,14 @@ def run_benchmark(
     machine = machine_info()  # before measuring: its load average is the machine's, not ours
     measurements: list[Measurement] = []
     active: list[BenchTarget] = []
+    monitor = CpuMonitor()
     try:
         for t in targets:
             t.runner.activate()
             active.append(t)
         for batch in config.batch_sizes:
             per: dict[str, tuple[list[float], list[float], float]] = {t.label: ([], [], 0.0) for t in targets}
+            others: dict[str, list[Contention | None]] = {t.label: [] for t in targets}
             inputs = {t.image_shape: rng.standard_normal((batch, *t.image_shape), dtype=np.float32) for t in targets}
             for r in range(config.rounds):
                 # rotating the order spreads any position effect (who runs after whom) over every target
@@ -224,8 +240,10 @@ def run_benchmark(
                     if progress:
                         progress(f"{t.label}, batch {batch}, round {r + 1}/{config.rounds}")
                     lat, comp, wall = measure_target(
-                        t, inputs[t.image_shape], config, clock=clock, warm=(r == 0), rounds=config.rounds
-                    )
+                        t, inputs[t.image_shape], config, clock=clock, warm=(r == 0), rounds=config.rounds,
+                        monitor=monitor,
+                    )  # fmt: skip
+                    others[t.label].append(monitor.result)
                     acc = per[t.label]
                     per[t.label] = (acc[0] + lat, acc[1] + comp, acc[2] + wall)
             for t in targets:
@@ -240,6 +258,7 @@ def run_benchmark(
                         images=n_req * batch,
                         wall_s=wall,
                         compute_latency=LatencyStats.from_samples(comp) if comp else None,
+                        contention=combine(others[t.label]),
                     )
                 )
     finally:
@@ -259,4 +278,5 @@ def run_benchmark(
         ceiling=ceiling or {},
         machine=machine,
         versions=library_versions(),
+        contention=combine([m.contention for m in measurements]),
     )

@@ -105,20 +105,33 @@ def measure_ceiling(device: str = "cpu", threads: int | None = None, seconds: fl
     return {"probe": f"best of {n}x{n} matrix products ({where}): {listed} GFLOP/s", "gflops": gflops, "probes": probes}
 
 
+#: /proc/cpuinfo flags that decide which kernels ONNX Runtime, oneDNN and MKL pick (x86; ARM's in SIMD_ARM).
+SIMD_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+)  # fmt: skip
+SIMD_ARM = ("asimd", "asimddp", "sve", "sve2", "i8mm", "bf16")
+
+
+def cpu_features(cpuinfo: str) -> dict[str, Any]:
+    """The CPU model and its inference-relevant SIMD features from the text of ``/proc/cpuinfo``."""
+    info: dict[str, Any] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model", "cpu model") and not info.get("cpu_model"):
+            info["cpu_model"] = value.strip()
+        elif key in ("flags", "Features") and "simd" not in info:
+            flags = set(value.split())
+            info["simd"] = [f for f in (*SIMD_FLAGS, *SIMD_ARM) if f in flags]
+    return info
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, SIMD features that matter for inference, load average and the platform."""
     info: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": platform.processor()}
     try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            if line.startswith("model name") and not info.get("cpu_model"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                info["simd"] = [
-                    f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags
-                ]
-                break
+        info.update(cpu_features(Path("/proc/cpuinfo").read_text()))
     except OSError:
         pass
     if hasattr(os, "getloadavg"):

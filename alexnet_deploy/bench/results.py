@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from alexnet_deploy.backends.base import Runner
+from alexnet_deploy.bench.contention import Contention
 from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.files import write_json_atomic
 
@@ -136,6 +137,12 @@ class Measurement:
     speedup_latency: float | None = None  # baseline median latency / this median latency
     speedup_throughput: float | None = None  # this throughput / baseline throughput
     fraction_of_ceiling: float | None = None
+    contention: Contention | None = None  # the other processes' CPU use while this was timed
+
+    @property
+    def reliable(self) -> bool | None:
+        """False when taken under contention, None when that could not be measured."""
+        return None if self.contention is None else self.contention.reliable
 
     @property
     def throughput(self) -> float:
@@ -156,6 +163,7 @@ class BenchReport:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     command: str = ""
+    contention: Contention | None = None  # over every timed chunk of the run
 
     def get(self, label: str, batch: int) -> Measurement:
         """The measurement of ``label`` at ``batch``.
@@ -185,6 +193,7 @@ class BenchReport:
                     "speedup_latency": m.speedup_latency,
                     "speedup_throughput": m.speedup_throughput,
                     "fraction_of_ceiling": m.fraction_of_ceiling,
+                    "contention": m.contention.to_dict() if m.contention else None,
                 }
             )
         return {
@@ -195,6 +204,7 @@ class BenchReport:
             "versions": self.versions,
             "config": asdict(self.config),
             "ceiling": self.ceiling,
+            "contention": self.contention.to_dict() if self.contention else None,
             "baseline": self.baseline,
             "targets": self.targets,
             "results": results,
@@ -228,6 +238,7 @@ class BenchReport:
                 speedup_latency=r.get("speedup_latency"),
                 speedup_throughput=r.get("speedup_throughput"),
                 fraction_of_ceiling=r.get("fraction_of_ceiling"),
+                contention=Contention.from_dict(r.get("contention")),
             )
             for r in d["results"]
         ]
@@ -241,6 +252,7 @@ class BenchReport:
             versions=d.get("versions") or {},
             created=d.get("created", ""),
             command=d.get("command", ""),
+            contention=Contention.from_dict(d.get("contention")),
         )
 
     def report_rows(self) -> list[dict[str, Any]]:
@@ -254,9 +266,15 @@ class BenchReport:
                 "p99_ms": m.latency.p99 * 1e3,
                 "throughput": m.throughput,
                 "ratio": m.speedup_throughput,
+                "others_cpu_cores": m.contention.others_cpu_cores if m.contention else None,
+                "reliable": m.reliable,
             }
             for m in self.measurements
         ]
+
+    def report_contention(self) -> dict[str, Any] | None:
+        """The run's contention in the form :mod:`alexnet_deploy.report` renders (``bench.contention``)."""
+        return self.contention.to_dict() if self.contention else None
 
     def save_json(self, path: str | Path) -> None:
         """Write :meth:`to_dict` to ``path`` atomically."""

@@ -63,7 +63,8 @@ def bench(
 
     Several artifacts (or --compare) are measured interleaved in one run, with ratios against the baseline
     (default: PyTorch eager FP32). On a GPU, latency includes the host<->device copies and a second column
-    shows the model alone (CUDA events).
+    shows the model alone (CUDA events). The other processes' CPU use while timing is measured too: figures
+    taken while they kept more than 0.1 core busy are marked unreliable (a '!' and a warning line).
     """
     import sys
 
@@ -101,12 +102,28 @@ def bench(
         report = lib.run_benchmark(targets, config, baseline=base, ceiling=peak, progress=progress)
     report.command = " ".join(["alexnet-deploy", *sys.argv[1:]]) if sys.argv else "alexnet-deploy bench"
     console.print(render_table(report))
+    warning = contention_warning(report)
+    if warning:
+        console.print(warning, style="bold red", highlight=False)
     if json_path:
         report.save_json(json_path)
         console.print(f"JSON: {json_path}")
     if plot:
         lib.save_plot(report, plot)
         console.print(f"plot: {plot}")
+
+
+def contention_warning(report) -> str | None:
+    """A warning line when some figures were taken while other processes used the CPU, else None."""
+    flagged = [m for m in report.measurements if m.reliable is False]
+    if not flagged:
+        return None
+    c = report.contention
+    return (
+        f"WARNING: {len(flagged)} of {len(report.measurements)} measurements were taken under contention "
+        f"(marked !): other processes used {c.others_cpu_cores:.2f} of {c.cores} cores on average "
+        f"(threshold {c.threshold_cores:g}); these figures are not reliable, rerun them on a quiet machine."
+    )
 
 
 def render_table(report):
@@ -123,6 +140,9 @@ def render_table(report):
         cols.append("of ceiling")
     if report.baseline:
         cols += ["x latency", "x img/s"]
+    measured = any(m.contention is not None for m in report.measurements)
+    if measured:
+        cols.append("others' cores")
     for c in cols:
         table.add_column(c, justify="left" if c == "target" else "right", no_wrap=c == "target")
     for m in sorted(report.measurements, key=lambda m: (m.batch, [t["label"] for t in report.targets].index(m.label))):
@@ -138,6 +158,9 @@ def render_table(report):
                 f"{m.speedup_latency:.2f}" if m.speedup_latency else "",
                 f"{m.speedup_throughput:.2f}" if m.speedup_throughput else "",
             ]
+        if measured:
+            c = m.contention
+            row.append("" if c is None else f"{c.others_cpu_cores:.2f}" + (" !" if not c.reliable else ""))
         table.add_row(*row)
     threads = sorted({str(t["threads"]) for t in report.targets if t["threads"]})
     notes = [f"threads: {', '.join(threads)}"] if threads else []
@@ -151,5 +174,10 @@ def render_table(report):
     load = report.machine.get("load_average")
     if load:
         notes.append(f"load average before: {load[0]}")
+    if report.contention is not None:
+        limit = report.contention.threshold_cores
+        notes.append(f"others' cores: other processes' average CPU use while timing (! above {limit:g})")
+    elif not measured:
+        notes.append("other processes' CPU use not measured (no /proc/stat)")
     table.caption = "; ".join(notes)
     return table

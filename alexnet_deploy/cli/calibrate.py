@@ -91,6 +91,10 @@ def calibrate(
         print_json({"output": str(out), **summary})
         return
     console.print(candidates_table(summary))
+    skipped = summary["data"].get("unreadable_skipped")
+    if skipped:
+        examples = ", ".join(summary["data"]["unreadable_examples"])
+        console.print(f"{skipped} unreadable calibration image(s) skipped ({examples}).", highlight=False)
     console.print(
         f"Wrote [bold]{out}[/]: {result.method.value} calibration, {result.form.name} form; "
         f"quantized {', '.join(summary['quantized_layers']) or 'nothing'}"

@@ -105,6 +105,9 @@ def train(
 
     Options resolve in layers: the preset (or the resumed checkpoint's recipe), then --config, then --set,
     then the named options. Under torchrun every process runs this command; rank 0 writes the files.
+
+    --resume continues up to --epochs (default: the checkpoint's recipe): a checkpoint already past it is an
+    error; one exactly at it trains nothing and exits 0 after bringing best.pt and summary.json up to date.
     """
     from alexnet_deploy.core.errors import ConfigError
     from train.checkpointing import load_resume_checkpoint
@@ -141,7 +144,7 @@ def train(
     if hooks is not None:
         hooks.progress.start()
     try:
-        result = fit(cfg, resume=state, hooks=hooks)
+        result = fit(cfg, resume=state, resume_path=resume, hooks=hooks)
     finally:
         if hooks is not None:
             hooks.progress.stop()
@@ -150,15 +153,20 @@ def train(
     summary = {
         "output": str(result.output),
         "best": result.best,
+        "checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
         "ten_crop": result.ten_crop,
         "epochs_run": len(result.history),
+        "epochs_trained_now": result.epochs_trained,
         "wall_seconds": round(result.wall_seconds, 1),
     }
     if as_json:
         print_json(summary)
         return
     best = result.best
+    if result.best_checkpoint is None:  # every finished run has one; say so plainly rather than name a ghost
+        console.print(f"no best.pt was written in {result.output}  ({result.wall_seconds / 60:.1f} min)")
+        return
     console.print(
         f"best: epoch {best['epoch']}, val top-1 {best['val_top1']:.2%}, top-5 {best['val_top5']:.2%} -> "
-        f"{result.output / 'best.pt'}  ({result.wall_seconds / 60:.1f} min)"
+        f"{result.best_checkpoint}  ({result.wall_seconds / 60:.1f} min)"
     )

@@ -35,6 +35,18 @@ def report_table(report):
     return table
 
 
+def skipped_line(evaluated: int, skipped: list[str]) -> str:
+    """ "200 images evaluated; 3 unreadable skipped (a.JPEG, b.JPEG, c.JPEG)": the count behind the figures."""
+    from alexnet_deploy.core.images import describe_skipped
+
+    d = describe_skipped(skipped)
+    more = ", ..." if d["unreadable_skipped"] > len(d["unreadable_examples"]) else ""
+    return (
+        f"{evaluated} images evaluated; {d['unreadable_skipped']} unreadable skipped "
+        f"({', '.join(d['unreadable_examples'])}{more})"
+    )
+
+
 def worst_classes(report, n: int = 5) -> str:
     """The classes whose top-1 fell most against the reference, as one line."""
     deltas = [
@@ -82,6 +94,8 @@ def verify(
         print_json(report.to_dict())
     else:
         console.print(report_table(report))
+        if report.skipped:
+            console.print(skipped_line(report.accuracy["num_images"], report.skipped), highlight=False)
         if report.reference:
             console.print(f"Largest per-class top-1 drops: {worst_classes(report)}", highlight=False)
     require_pass(report)

@@ -13,6 +13,7 @@ Everything is loaded with ``torch.load(..., weights_only=True)``: only tensors a
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,17 @@ from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import CheckpointError
 from alexnet_deploy.core.files import atomic_path
 from alexnet_deploy.core.models import build_model
+from alexnet_deploy.core.paths import require_file
 
 CHECKPOINT_FORMAT = "alexnet-deploy-checkpoint"
 CHECKPOINT_VERSION = 1
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+_REFUSED_GLOBAL = re.compile(r"unsupported global:?\s+(?:GLOBAL\s+)?([\w.]+)", re.IGNORECASE)
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from checkpoint, "
+    r"the shape in current model is torch\.Size\((\[[^\]]*\])\)"
+)
+_KEYS = re.compile(r"(Missing|Unexpected) key\(s\) in state_dict: (.*)")
 _TORCHVISION_KEYS = {"features.0.weight", "features.3.weight", "classifier.1.weight", "classifier.6.weight"}
 
 
@@ -56,16 +65,18 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     Raises:
         CheckpointError: missing, truncated, corrupt, or holding more than tensors and plain containers.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint not found: {path}.")
+    path = require_file(path, CheckpointError, "Checkpoint", CHECKPOINT_SUFFIXES)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc) or "allowed global" in str(exc):
+        # weights_only refuses any GLOBAL outside its allow-list (torch < 2.6: "Unsupported global: GLOBAL x",
+        # torch >= 2.6: "unsupported GLOBAL x whose module x is blocked"): the file asks to import a callable,
+        # which is how a pickle runs code. Nothing was executed; say so rather than call the file corrupt.
+        found = _REFUSED_GLOBAL.search(str(exc))
+        if found:
             raise CheckpointError(
-                f"{path} holds objects other than tensors and plain containers, so it is not loaded "
-                "(checkpoints are read with weights_only=True)."
+                f"{path} holds code or objects other than tensors ({found.group(1)}), so it was not loaded "
+                "(checkpoints are read with weights_only=True, which runs nothing)."
             ) from None
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt pickle data).") from None
     except Exception as exc:  # noqa: BLE001 - torch.load fails on corrupt bytes with many unrelated types
@@ -75,6 +86,32 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint or state dict.")
     return obj
+
+
+def describe_state_dict_error(exc: BaseException, limit: int = 2) -> str:
+    """The tensors and shapes a ``load_state_dict`` error names, shortened to one clause.
+
+    torch's message starts with "Error(s) in loading state_dict for AlexNet:", which says nothing; the lines
+    after it name each tensor. The first ``limit`` problems are kept (``"classifier.6.weight is [10, 512] in
+    the checkpoint but [20, 512] in the model"``), and the rest counted.
+    """
+    problems: list[str] = []
+    for line in str(exc).splitlines()[1:]:
+        line = line.strip()
+        if m := _SIZE_MISMATCH.search(line):
+            problems.append(f"{m.group(1)} is {m.group(2)} in the checkpoint but {m.group(3)} in the model")
+        elif m := _KEYS.search(line):
+            keys = [k.strip().strip('"') for k in m.group(2).rstrip(". ").split(",") if k.strip()]
+            more = f" and {len(keys) - 2} more" if len(keys) > 2 else ""
+            where = "missing from the checkpoint" if m.group(1) == "Missing" else "not in the model"
+            problems.append(f"{', '.join(keys[:2])}{more} {'is' if len(keys) == 1 else 'are'} {where}")
+        elif line:
+            problems.append(line.rstrip("."))
+    if not problems:
+        text = str(exc).strip()
+        return text.splitlines()[0].rstrip(".:") if text else type(exc).__name__
+    rest = len(problems) - limit
+    return "; ".join(problems[:limit]) + (f" (and {rest} more mismatch{'es' if rest > 1 else ''})" if rest > 0 else "")
 
 
 def _infer_torchvision_arch(state: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -175,8 +212,8 @@ def load_model(path: str | Path, expected_classes: int | None = None) -> LoadedM
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path} does not fit the {arch['name']} architecture: {detail}") from None
+        detail = describe_state_dict_error(exc)
+        raise CheckpointError(f"{path} does not fit the {arch['name']} architecture: {detail}.") from None
     model.eval()
     return LoadedModel(
         model=model, arch=arch, classes=info.classes, preprocessing=info.preprocessing, source=info.source,

@@ -132,6 +132,8 @@ def load_rgb(path: str | Path) -> Image.Image:
             return img.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"Image not found: {path}.") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, not an image file.") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"Cannot read image {path}: {exc}.") from None
 
@@ -150,14 +152,21 @@ class ImageFolderDataset(datasets.ImageFolder):
 
     Every file is checked once when the dataset is built; a file that fails is left out, named in a warning,
     and listed in ``skipped``. A file that passes the check but still fails to decode later (a truncated JPEG)
-    is replaced by the next good sample, with a warning, so one bad file never stops a run.
+    is replaced by the next good sample, with a warning, so one bad file never stops a training epoch; with
+    ``replace_unreadable=False`` (evaluation) it is given as ``None`` instead, for the loader to drop, so that no
+    image is counted twice (:func:`alexnet_deploy.verify.prepare_images` skips and counts such files the same
+    way). A class folder without one readable image is named in a warning and listed in
+    ``empty_classes``; training refuses such a folder.
 
     Raises:
         DataError: the folder is missing or holds no readable image.
     """
 
-    def __init__(self, root: str | Path, transform=None, check_files: bool = True) -> None:
+    def __init__(
+        self, root: str | Path, transform=None, check_files: bool = True, replace_unreadable: bool = True
+    ) -> None:
         root = Path(root)
+        self.replace_unreadable = replace_unreadable
         if not root.is_dir():
             raise DataError(f"Image folder not found: {root}.")
         if not any(p.is_dir() for p in root.iterdir()):
@@ -178,6 +187,15 @@ class ImageFolderDataset(datasets.ImageFolder):
             raise DataError(f"{root} holds no readable image files.")
         if self.skipped:
             log.warning("Skipped %d unreadable file(s) in %s.", len(self.skipped), root)
+        present = set(self.targets)
+        self.empty_classes: list[str] = [c for i, c in enumerate(self.classes) if i not in present]
+        if self.empty_classes:
+            log.warning(
+                "%d class folder(s) of %s hold no readable image: %s.",
+                len(self.empty_classes),
+                root,
+                ", ".join(self.empty_classes[:5]) + (" ..." if len(self.empty_classes) > 5 else ""),
+            )
 
     def _accept(self, path: str) -> bool:
         if not path.lower().endswith(IMAGE_EXTENSIONS) or not _check_image(path):
@@ -187,6 +205,12 @@ class ImageFolderDataset(datasets.ImageFolder):
         return True
 
     def __getitem__(self, index: int):
+        if not self.replace_unreadable:
+            try:
+                return super().__getitem__(index)
+            except DataError as exc:
+                log.warning("%s Skipping it.", exc)
+                return None
         for offset in range(len(self.samples)):
             i = (index + offset) % len(self.samples)
             try:

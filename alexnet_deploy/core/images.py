@@ -3,6 +3,7 @@
 * :func:`prepare_images` decodes a folder once through the artifact's eval preset and keeps the resized,
   centre-cropped pixels as uint8 (4x smaller than float32); :meth:`PreparedImages.batches` applies the rest of
   the very same preset (to float, normalise) per batch, so every runner sees bit-identical inputs.
+* An unreadable image is skipped, never replaced by another, and listed in ``skipped``: the reports say how many.
 * :func:`load_eval_images` checks a folder's classes against the model's before decoding it.
 """
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +45,7 @@ class PreparedImages:
     classes: list[str]  # the folder names, in label order
     root: Path
     fingerprint: str = ""
+    skipped: list[str] = field(default_factory=list)  # unreadable files of the selection, left out
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -60,7 +63,14 @@ class PreparedImages:
     def subset(self, indices: Sequence[int]) -> PreparedImages:
         """The images at ``indices`` (positions in this set)."""
         idx = np.asarray(indices, dtype=np.int64)
-        return PreparedImages(self.pixels[idx], self.targets[idx], self.preprocessing, self.classes, self.root)
+        return PreparedImages(
+            self.pixels[idx], self.targets[idx], self.preprocessing, self.classes, self.root, skipped=self.skipped
+        )
+
+
+def describe_skipped(paths: Sequence[str], shown: int = 3) -> dict[str, Any]:
+    """``{"unreadable_skipped": K, "unreadable_examples": [the first few file names]}`` for reports and JSON."""
+    return {"unreadable_skipped": len(paths), "unreadable_examples": [Path(p).name for p in paths[:shown]]}
 
 
 def prepare_images(
@@ -72,8 +82,15 @@ def prepare_images(
 ) -> PreparedImages:
     """Decode ``dataset`` (or the samples at ``indices``) through the geometric part of the eval preset.
 
+    An image that cannot be decoded (a truncated JPEG passes the dataset's check and fails here) is left out with
+    a warning, not replaced by its neighbour, so no image is counted twice; it is listed in ``skipped``, with the
+    files the dataset already left out when the whole folder is prepared.
+
     Returns:
         :class:`PreparedImages`, whose ``fingerprint`` identifies the exact selection and preprocessing.
+
+    Raises:
+        DataError: not one image of the selection could be decoded.
     """
     from alexnet_deploy.core.data import folder_fingerprint
     from alexnet_deploy.core.files import sha256_text
@@ -83,19 +100,36 @@ def prepare_images(
     crop = preprocessing.crop
     pixels = np.empty((len(chosen), 3, crop, crop), dtype=np.uint8)
     targets = np.empty(len(chosen), dtype=np.int64)
-    saved = dataset.transform
-    dataset.transform = geometry
-    try:
-        for k, i in enumerate(chosen):
-            img, label = dataset[i]
-            pixels[k] = img.numpy()
-            targets[k] = label
-            if progress and (k % 64 == 63 or k == len(chosen) - 1):
-                progress(task, k + 1, len(chosen))
-    finally:
-        dataset.transform = saved
-    fingerprint = sha256_text(folder_fingerprint(dataset, chosen), repr(sorted(preprocessing.to_dict().items())))
-    return PreparedImages(pixels, targets, preprocessing, list(dataset.classes), Path(dataset.root), fingerprint)
+    kept: list[int] = []
+    skipped = list(getattr(dataset, "skipped", [])) if indices is None else []
+    for k, i in enumerate(chosen):
+        path, label = dataset.samples[i]
+        try:
+            img = geometry(dataset.loader(path))
+        except DataError as exc:
+            log.warning("%s Skipping it.", exc)
+            skipped.append(str(path))
+            continue
+        pixels[len(kept)] = img.numpy()
+        targets[len(kept)] = label
+        kept.append(i)
+        if progress and (k % 64 == 63 or k == len(chosen) - 1):
+            progress(task, k + 1, len(chosen))
+    if not kept:
+        raise DataError(f"None of the images chosen from {dataset.root} could be read ({len(skipped)} unreadable).")
+    if skipped:
+        log.warning("Skipped %d unreadable image(s) in %s.", len(skipped), dataset.root)
+    n = len(kept)
+    fingerprint = sha256_text(folder_fingerprint(dataset, kept), repr(sorted(preprocessing.to_dict().items())))
+    return PreparedImages(
+        pixels[:n] if n < len(chosen) else pixels,
+        targets[:n],
+        preprocessing,
+        list(dataset.classes),
+        Path(dataset.root),
+        fingerprint,
+        skipped,
+    )
 
 
 def check_classes(root: Path, folder_classes: Sequence[str], model_classes: Sequence[str]) -> None:

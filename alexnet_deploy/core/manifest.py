@@ -260,11 +260,8 @@ def artifact_file(path: str | Path) -> Path:
     """``path`` as an existing artifact file.
 
     Raises:
-        ArtifactError: it does not exist, or it is a folder.
+        ArtifactError: it does not exist, or it is a folder (the sentence names the artifacts inside it).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ArtifactError(f"{path} is a folder; give an artifact file (a .pt checkpoint, .onnx model or .plan).")
-    if not path.is_file():
-        raise ArtifactError(f"Artifact not found: {path}.")
-    return path
+    from alexnet_deploy.core.paths import require_file
+
+    return require_file(path, ArtifactError, "Artifact", (".pt", ".pth", ".onnx", ".plan"))

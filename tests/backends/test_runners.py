@@ -98,3 +98,21 @@ def test_artifact_kind_and_runner_for(tmp_path):
         artifact_kind(tmp_path / "m.bin")
     with pytest.raises(ArtifactError, match="not found"):
         artifact_kind(tmp_path / "none.onnx")
+
+
+def test_a_folder_given_as_an_artifact_says_it_is_a_folder(tmp_path):
+    from calib.qdq import load_graph
+
+    torch.manual_seed(0)
+    out = tmp_path / "out"
+    out.mkdir()
+    tiny_onnx(out / "model.onnx", TinyNet())
+    with pytest.raises(ArtifactError) as info:
+        artifact_kind(out)
+    assert str(info.value) == f"{out} is a folder, not an artifact: pass one of the files inside it (model.onnx)."
+    with pytest.raises(ArtifactError, match=r"is a folder, not an ONNX model: pass one of the files inside it"):
+        OnnxRuntimeRunner(out).activate()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ArtifactError, match=r"empty is a folder, not an ONNX file: pass a \.onnx file \(it holds"):
+        load_graph(empty)

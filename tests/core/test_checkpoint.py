@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import fractions
+import os
 
 import pytest
 import torch
@@ -111,3 +112,95 @@ def test_checkpoint_info_describes_without_building_the_model(tmp_path):
     bad.write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="not a readable"):
         checkpoint_info(bad)
+
+
+class _RunsAShellCommand:
+    """A pickle payload: unpickling it with plain pickle calls ``os.system(command)``."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_a_malicious_pickle_is_named_as_code_and_never_executed(tmp_path, zip_format):
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _RunsAShellCommand(f"touch {marker}")}, path, _use_new_zipfile_serialization=zip_format)
+    for read in (load_model, checkpoint_info):
+        with pytest.raises(CheckpointError) as info:
+            read(path)
+        message = str(info.value)
+        assert "holds code or objects other than tensors" in message and f"{os.system.__module__}.system" in message
+        assert "was not loaded" in message and "corrupt" not in message
+    assert not marker.exists(), "the pickle's os.system call ran"
+    # The payload is live: an unsafe load runs it (a harmless touch), so the assertion above can fail.
+    live = tmp_path / "live.pt"
+    torch.save({"model": _RunsAShellCommand(f"touch {tmp_path / 'ran'}")}, live)
+    torch.load(live, weights_only=False)
+    assert (tmp_path / "ran").exists()
+
+
+def test_the_cli_reports_a_malicious_checkpoint_in_one_sentence(tmp_path):
+    from typer.testing import CliRunner
+
+    from alexnet_deploy.cli.main import app
+
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _RunsAShellCommand(f"touch {marker}")}, path)
+    result = CliRunner().invoke(app, ["predict", str(path), str(tmp_path / "x.jpg")])
+    assert result.exit_code == 1 and not marker.exists()
+    assert result.stderr.strip().splitlines() == [
+        f"error: {path} holds code or objects other than tensors ({os.system.__module__}.system), so it was not loaded "
+        "(checkpoints are read with weights_only=True, which runs nothing)."
+    ]
+
+
+def test_a_state_dict_mismatch_names_the_tensors_and_shapes(tmp_path):
+    path = tmp_path / "ck.pt"
+    state = alexnet_paper(width=0.25, num_classes=5).state_dict()
+    state["extra.weight"] = state.pop("features.0.weight")
+    state["classifier.4.weight"], state["classifier.4.bias"] = torch.zeros(3, 3), torch.zeros(3)  # wrong shapes
+    save_checkpoint(
+        path, {"model": state, "arch": {"name": "alexnet_paper", "num_classes": 5, "width": 0.25, "columns": 2}}
+    )
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "Error(s) in loading" not in message and "\n" not in message
+    assert "features.0.weight is missing from the checkpoint" in message
+    assert "extra.weight is not in the model" in message
+    assert "(and 2 more mismatches)" in message  # classifier.4 weight and bias: [3, ...] vs the model's
+    assert message.endswith(".") and message.count(". ") == 0
+
+
+def test_describe_state_dict_error_gives_shapes():
+    from alexnet_deploy.core.checkpoint import describe_state_dict_error
+
+    model = alexnet_paper(width=0.25, num_classes=5)
+    wrong = alexnet_paper(width=0.25, num_classes=3).state_dict()
+    with pytest.raises(RuntimeError) as info:
+        model.load_state_dict(wrong)
+    text = describe_state_dict_error(info.value, limit=1)
+    weight = wrong["classifier.6.weight"].shape[1]
+    assert text == (
+        f"classifier.6.weight is [3, {weight}] in the checkpoint but [5, {weight}] in the model (and 1 more mismatch)"
+    )
+
+
+def test_a_folder_given_as_a_checkpoint_says_it_is_a_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(CheckpointError, match=r"is a folder, not a checkpoint: pass a \.pt file or a \.pth"):
+        load_model(run)
+    save_checkpoint(run / "best.pt", {"model": {}, "arch": {}})
+    (run / "last.pt").write_bytes(b"x")
+    with pytest.raises(CheckpointError) as info:
+        checkpoint_info(run)
+    expected = f"{run} is a folder, not a checkpoint: pass one of the files inside it (best.pt, last.pt)."
+    assert str(info.value) == expected

@@ -99,6 +99,28 @@ def test_corrupt_and_non_image_files_are_skipped_with_a_warning(tiny20, tmp_path
             assert isinstance(img, Image.Image)
 
 
+def test_an_empty_class_folder_is_named_in_a_warning_and_listed(tmp_path, tiny20, caplog):
+    from image_faults import copy_folder, garble, photos
+
+    root = copy_folder(tiny20 / "val", tmp_path / "val", classes=3, per_class=2)
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    (root / "zz-empty").mkdir()
+    for p in photos(folders[1]):
+        garble(p)  # a class whose every file is unreadable is as empty as one without files
+    with caplog.at_level(logging.WARNING):
+        ds = ImageFolderDataset(root)
+    assert ds.empty_classes == [folders[1].name, "zz-empty"] and len(ds.classes) == 4 and len(ds) == 4
+    assert f"2 class folder(s) of {root} hold no readable image: {folders[1].name}, zz-empty." in caplog.text
+
+
+def test_a_folder_given_as_an_image_says_it_is_a_folder(tmp_path):
+    from alexnet_deploy.core.data import load_rgb
+
+    with pytest.raises(DataError) as info:
+        load_rgb(tmp_path)
+    assert str(info.value) == f"{tmp_path} is a folder, not an image file."
+
+
 def test_empty_or_missing_folder_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="not found"):
         ImageFolderDataset(tmp_path / "nope")

@@ -265,7 +265,7 @@ def test_an_artifact_that_is_a_folder_says_so(tmp_path, tiny20):
     folder = tmp_path / "model.onnx"
     folder.mkdir()
     for args in (["verify", str(folder), "--data", str(tiny20)], ["bench", str(folder)]):
-        _one_sentence(runner.invoke(app, args), f"{folder} is a folder; give an artifact file")
+        _one_sentence(runner.invoke(app, args), f"{folder} is a folder, not an artifact: pass a .pt file")
 
 
 def test_leftovers_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
+from image_faults import copy_folder, garble, photos, truncate
 
-from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, eval_transform, stratified_indices
+from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, eval_transform, load_rgb, stratified_indices
+from alexnet_deploy.core.errors import DataError
 from train.data import MemoryImageSet, MemoryLoader, TensorAugment, ten_crop_batch
 
 
@@ -51,3 +55,41 @@ def test_ten_crop_is_corners_centre_and_mirrors():
     assert torch.equal(crops[:, 0], images[:, :, :4, :4]) and torch.equal(crops[:, 3], images[:, :, 2:, 2:])
     assert torch.equal(crops[:, 4], images[:, :, 1:5, 1:5])
     assert torch.equal(crops[:, 9], crops[:, 4].flip(-1))
+
+
+def test_an_unreadable_first_image_is_skipped_and_counted_like_the_others(tmp_path, tiny20):
+    folder = copy_folder(tiny20 / "train", tmp_path / "train", classes=2, per_class=5)
+    files = photos(folder)
+    first, later = garble(files[0]), truncate(files[6])  # ImageFolder's first sample, and one that passes verify()
+    images = MemoryImageSet.from_folder(folder)
+    assert len(images) == 8 and images.skipped == [str(first), str(later)]
+    assert images.targets.tolist() == [0] * 4 + [1] * 4 and images.size == 64
+    # The images kept are the readable ones, in order.
+    first_kept = torch.from_numpy(np.array(load_rgb(files[1]))).permute(2, 0, 1)
+    assert torch.equal(images.images[0], first_kept)
+    # With a stored size, the first readable image does not decide it.
+    assert MemoryImageSet.from_folder(folder, size=32).images.shape == (8, 3, 32, 32)
+
+
+def test_a_folder_of_only_unreadable_images_is_one_sentence(tmp_path, tiny20):
+    folder = copy_folder(tiny20 / "train", tmp_path / "train", classes=1, per_class=2)
+    for p in photos(folder):
+        garble(p)
+    with pytest.raises(DataError, match="holds no readable image files"):
+        MemoryImageSet.from_folder(folder)
+
+
+def test_folder_validation_drops_an_unreadable_image_instead_of_counting_a_neighbour_twice(tmp_path, tiny20):
+    from train.data import FolderLoader
+
+    folder = copy_folder(tiny20 / "val", tmp_path / "val", classes=2, per_class=4)
+    files = photos(folder)
+    truncate(files[2])  # passes the dataset's check, fails to decode
+    pre = Preprocessing(resize=72, crop=64)
+    ds = ImageFolderDataset(folder, transform=eval_transform(pre), replace_unreadable=False)
+    assert len(ds) == 8 and ds[2] is None
+    loader = FolderLoader(ds, batch_size=3, train=False, workers=0)
+    labels = torch.cat([y for _, y in loader]).tolist()
+    assert labels == [0, 0, 0, 1, 1, 1, 1]  # 7 images, each once
+    # Training keeps its fixed batch shape: the bad file is replaced by the next good sample.
+    assert torch.equal(ImageFolderDataset(folder, transform=eval_transform(pre))[2][0], ds[3][0])

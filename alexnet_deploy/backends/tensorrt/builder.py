@@ -33,6 +33,7 @@ from typing import Any
 
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
 from alexnet_deploy.core.files import atomic_path, write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.paths import require_file
 from alexnet_deploy.core.system import GPU, probe_gpus, tensorrt_status
 
 log = logging.getLogger(__name__)
@@ -204,9 +205,7 @@ def onnx_image_input(onnx_path: str | Path) -> tuple[str, tuple[int, int, int]]:
     """
     import onnx
 
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise ArtifactError(f"ONNX model not found: {path}.")
+    path = require_file(onnx_path, ArtifactError, "ONNX model", (".onnx",))
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf raises several private types

@@ -23,6 +23,7 @@ import numpy as np
 from alexnet_deploy.backends.base import Runner
 from alexnet_deploy.core.errors import AlexNetDeployError, ArtifactError, ConfigError, MissingBackendError
 from alexnet_deploy.core.manifest import load_manifest
+from alexnet_deploy.core.paths import require_file
 from alexnet_deploy.core.system import GPU, tensorrt_status
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,7 @@ class TensorRTRunner(Runner):
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def activate_impl(self) -> None:
-        if not self.plan_path.is_file():
-            raise ArtifactError(f"TensorRT plan not found: {self.plan_path}.")
+        require_file(self.plan_path, ArtifactError, "TensorRT plan", (".plan", ".engine"))
         manifest = load_manifest(self.plan_path, required=True)
         if manifest.kind != "plan" or not manifest.engine:
             raise ArtifactError(f"{self.plan_path.name}'s sidecar does not describe a TensorRT plan.")
