@@ -151,6 +151,30 @@ def fit(
         shutdown(ctx)
 
 
+@dataclass
+class _Run:
+    """The state one run carries from its start (or resume) through its epochs to its finish."""
+
+    cfg: TrainConfig
+    ctx: DistContext
+    hooks: Hooks
+    data: Data
+    placed: PlacedModel
+    optimizer: Any
+    schedule: Any
+    out: Path
+    wall_start: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    start_epoch: int = 1
+    elapsed_before: float = 0.0
+    budget: Budget | None = None
+    stopped: bool = False
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.wall_start
+
+
 def _fit(cfg: TrainConfig, ctx: DistContext, resume, resume_path, hooks: Hooks, wall_start: float) -> FitResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -164,7 +188,16 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, resume_path, hooks: Hooks, 
             f"{resume} was saved after epoch {state['epoch']}, past the {cfg.epochs} epoch(s) this run asks for, "
             f"so there is nothing to train; ask for more than {state['epoch']} epochs to continue it."
         )
-    out = Path(cfg.output)
+    run = _start(cfg, ctx, hooks, state, resume, resume_path, wall_start)
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
+        if _epoch(run, epoch):
+            run.stopped = epoch < cfg.epochs
+            break
+    return _finish(run)
+
+
+def _start(cfg, ctx, hooks, state, resume, resume_path, wall_start) -> _Run:
+    """Data, model, optimizer and schedule; with ``state``, everything a checkpoint restores (and best.pt repaired)."""
     load_start = time.monotonic()
     data = build_dataloaders(cfg, ctx, on_progress=hooks.on_load_progress)
     skipped = f", {len(data.skipped)} unreadable image(s) skipped" if data.skipped else ""
@@ -174,9 +207,6 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, resume_path, hooks: Hooks, 
     )
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = build_model(cfg, len(data.classes))
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {}
-    start_epoch, elapsed_before = 1, 0.0
     if state is not None:
         if state.get("class_folders", data.classes) != data.classes:
             raise DataError(f"{cfg.data} holds other classes than the checkpoint {resume} was trained on.")
@@ -187,119 +217,106 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, resume_path, hooks: Hooks, 
             raise CheckpointError(f"{resume} does not fit this configuration's model: {detail}.") from None
     placed = place_model(model, cfg, ctx)
     optimizer = build_optimizer(cfg, placed.module)
-    schedule = build_schedule(cfg, optimizer, len(data.train))
+    run = _Run(cfg, ctx, hooks, data, placed, optimizer, build_schedule(cfg, optimizer, len(data.train)),
+               Path(cfg.output), wall_start)  # fmt: skip
     if state is not None:
-        layout = "two-column" if len(ctx.devices) == 2 else "single"
-        if state.get("layout", "single") != layout:
-            raise CheckpointError(f"{resume} was trained {state.get('layout')}; resume it with the same --devices.")
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        metrics = state["metrics"]
-        history, best = list(metrics.get("history", [])), dict(metrics.get("best", {}))
-        start_epoch, elapsed_before = int(state["epoch"]) + 1, float(metrics.get("elapsed_seconds", 0.0))
-        hooks.on_message(f"resumed from {resume} after epoch {state['epoch']}")
-        if start_epoch > cfg.epochs:
-            hooks.on_message(f"{resume} already holds all {cfg.epochs} epochs: nothing to train")
-    budget = Budget(cfg.max_minutes * 60, start=wall_start - elapsed_before, reserve=30.0) if cfg.max_minutes else None
+        _restore(run, state, resume)
+    if cfg.max_minutes:
+        run.budget = Budget(cfg.max_minutes * 60, start=wall_start - run.elapsed_before, reserve=30.0)
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out / "config.json", cfg.to_dict())
+        run.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run.out / "config.json", cfg.to_dict())
         if state is not None:
-            best, repaired = restore_best(out, state, cfg, resume_path)
+            run.best, repaired = restore_best(run.out, state, cfg, resume_path)
             if repaired:
                 hooks.on_message(repaired)
-    stopped = False
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout and any other draw this epoch
-        hooks.on_epoch_start(epoch, cfg.epochs, len(data.train))
-        tr = train_one_epoch(
-            placed,
-            data.train,
-            optimizer,
-            schedule,
-            epoch=epoch,
-            ctx=ctx,
-            label_smoothing=cfg.label_smoothing,
-            budget=budget,
-            time_schedule=cfg.time_schedule,
-            log_every=cfg.log_every,
-            on_step=hooks.on_step,
-        )
-        ev = evaluate(placed, data.val, ctx)
-        if budget is not None:  # keep time for a last evaluation and the checkpoint writes
-            budget.reserve = 3 * ev["seconds"] + 15.0 + (12 * ev["seconds"] if cfg.ten_crop else 0.0)
-        lr_used = schedule.lr
-        schedule.step_epoch(1.0 - ev["top1"])
-        elapsed = elapsed_before + time.monotonic() - wall_start
-        record = {
-            "epoch": epoch,
-            "train_loss": tr["loss"],
-            "train_top1": tr["top1"],
-            "train_top5": tr["top5"],
-            "val_loss": ev["loss"],
-            "val_top1": ev["top1"],
-            "val_top5": ev["top5"],
-            "lr": lr_used,
-            "img_per_s": tr["img_per_s"],
-            "train_seconds": tr["seconds"],
-            "eval_seconds": ev["seconds"],
-            "elapsed_seconds": elapsed,
-            "partial_epoch": bool(tr["stopped"]),
-        }
-        history.append(record)
-        is_best = not best or ev["top1"] > best["val_top1"]
+    return run
+
+
+def _restore(run: _Run, state: dict[str, Any], resume) -> None:
+    """Optimizer, schedule, RNG, history and best of a checkpoint, after checking its layout."""
+    layout = "two-column" if len(run.ctx.devices) == 2 else "single"
+    if state.get("layout", "single") != layout:
+        raise CheckpointError(f"{resume} was trained {state.get('layout')}; resume it with the same --devices.")
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    metrics = state["metrics"]
+    run.history, run.best = list(metrics.get("history", [])), dict(metrics.get("best", {}))
+    run.start_epoch, run.elapsed_before = int(state["epoch"]) + 1, float(metrics.get("elapsed_seconds", 0.0))
+    run.hooks.on_message(f"resumed from {resume} after epoch {state['epoch']}")
+    if run.start_epoch > run.cfg.epochs:
+        run.hooks.on_message(f"{resume} already holds all {run.cfg.epochs} epochs: nothing to train")
+
+
+def _epoch(run: _Run, epoch: int) -> bool:
+    """Train and evaluate one epoch, checkpoint it (rank 0); return whether the run stops here."""
+    cfg, ctx, budget = run.cfg, run.ctx, run.budget
+    torch.manual_seed(epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout and any other draw this epoch
+    run.hooks.on_epoch_start(epoch, cfg.epochs, len(run.data.train))
+    tr = train_one_epoch(
+        run.placed, run.data.train, run.optimizer, run.schedule, epoch=epoch, ctx=ctx,
+        label_smoothing=cfg.label_smoothing, budget=budget, time_schedule=cfg.time_schedule,
+        log_every=cfg.log_every, on_step=run.hooks.on_step,
+    )  # fmt: skip
+    ev = evaluate(run.placed, run.data.val, ctx)
+    if budget is not None:  # keep time for a last evaluation and the checkpoint writes
+        budget.reserve = 3 * ev["seconds"] + 15.0 + (12 * ev["seconds"] if cfg.ten_crop else 0.0)
+    lr_used = run.schedule.lr
+    run.schedule.step_epoch(1.0 - ev["top1"])
+    record = {
+        "epoch": epoch, "train_loss": tr["loss"], "train_top1": tr["top1"], "train_top5": tr["top5"],
+        "val_loss": ev["loss"], "val_top1": ev["top1"], "val_top5": ev["top5"], "lr": lr_used,
+        "img_per_s": tr["img_per_s"], "train_seconds": tr["seconds"], "eval_seconds": ev["seconds"],
+        "elapsed_seconds": run.elapsed(), "partial_epoch": bool(tr["stopped"]),
+    }  # fmt: skip
+    run.history.append(record)
+    is_best = not run.best or ev["top1"] > run.best["val_top1"]
+    if is_best:
+        run.best = {"epoch": epoch, "val_top1": ev["top1"], "val_top5": ev["top5"], "val_loss": ev["loss"]}
+    if ctx.is_main:
+        metrics = {"history": run.history, "best": run.best, "elapsed_seconds": record["elapsed_seconds"],
+                   "last": record}  # fmt: skip
+        ckpt = _checkpoint(run.placed, run.optimizer, run.schedule, cfg, run.data, epoch, metrics)
+        save_training_checkpoint(run.out / "last.pt", ckpt, cfg, epoch_accuracy(record, ev["images"]))
         if is_best:
-            best = {"epoch": epoch, "val_top1": ev["top1"], "val_top5": ev["top5"], "val_loss": ev["loss"]}
-        if ctx.is_main:
-            metrics = {"history": history, "best": best, "elapsed_seconds": elapsed, "last": record}
-            ckpt = _checkpoint(placed, optimizer, schedule, cfg, data, epoch, metrics)
-            save_training_checkpoint(out / "last.pt", ckpt, cfg, epoch_accuracy(record, ev["images"]))
-            if is_best:
-                kill_point("between-last-and-best", epoch)  # tests: a crash here is repaired by restore_best
-                copy_checkpoint(out / "last.pt", out / "best.pt")
-            _write_run_files(out, history, cfg)
-        barrier(ctx)
-        hooks.on_epoch_end(record)
-        finished = getattr(schedule, "finished", False) and cfg.time_schedule
-        if tr["stopped"] or (budget is not None and budget.fraction() >= 1.0) or finished:
-            stopped = epoch < cfg.epochs
-            break
-    if stopped:
-        hooks.on_message(f"stopped after epoch {history[-1]['epoch']}: the {cfg.max_minutes:g}-minute budget is spent")
-    if ctx.is_main and start_epoch > cfg.epochs and history:
+            kill_point("between-last-and-best", epoch)  # tests: a crash here is repaired by restore_best
+            copy_checkpoint(run.out / "last.pt", run.out / "best.pt")
+        _write_run_files(run.out, run.history, cfg)
+    barrier(ctx)
+    run.hooks.on_epoch_end(record)
+    finished = getattr(run.schedule, "finished", False) and cfg.time_schedule
+    return bool(tr["stopped"] or (budget is not None and budget.fraction() >= 1.0) or finished)
+
+
+def _finish(run: _Run) -> FitResult:
+    """The 10-crop test, ``summary.json`` and the result, all naming what ``best.pt`` really holds."""
+    cfg, ctx, out, history = run.cfg, run.ctx, run.out, run.history
+    if run.stopped:
+        run.hooks.on_message(
+            f"stopped after epoch {history[-1]['epoch']}: the {cfg.max_minutes:g}-minute budget is spent"
+        )
+    if ctx.is_main and run.start_epoch > cfg.epochs and history:
         _write_run_files(out, history, cfg)  # a resume into another folder that trained nothing still gets them
     barrier(ctx)
     best_file = out / "best.pt"
     on_disk = read_best(best_file)  # the record names what is on disk, whatever was counted in memory
-    if on_disk is not None and on_disk != best:
-        log.warning("best.pt holds epoch %s, not the best epoch %s in memory.", on_disk["epoch"], best.get("epoch"))
-    ten = _ten_crop(cfg, ctx, placed, data, out, hooks) if cfg.ten_crop and history else None
-    wall = elapsed_before + time.monotonic() - wall_start
+    if on_disk is not None and on_disk != run.best:
+        log.warning("best.pt holds epoch %s, not the best epoch %s in memory.", on_disk["epoch"], run.best.get("epoch"))
+    ten = _ten_crop(cfg, ctx, run.placed, run.data, out, run.hooks) if cfg.ten_crop and history else None
+    wall = run.elapsed()
+    trained = len(history) - (run.start_epoch - 1)
     if ctx.is_main and history:
         summary = {
-            "best": on_disk or {},
-            "last": history[-1],
-            "ten_crop_best": ten,
-            "wall_seconds": wall,
-            "epochs_run": len(history),
-            "epochs_trained_now": len(history) - (start_epoch - 1),
-            "stopped_by_budget": stopped,
-            "checkpoint": str(best_file) if on_disk else None,
-            "preprocessing": cfg.preprocessing.to_dict(),
-        }
+            "best": on_disk or {}, "last": history[-1], "ten_crop_best": ten, "wall_seconds": wall,
+            "epochs_run": len(history), "epochs_trained_now": trained, "stopped_by_budget": run.stopped,
+            "checkpoint": str(best_file) if on_disk else None, "preprocessing": cfg.preprocessing.to_dict(),
+        }  # fmt: skip
         write_json_atomic(out / "summary.json", summary)
     return FitResult(
-        config=cfg,
-        output=out,
-        history=history,
-        best=on_disk or {},
-        wall_seconds=wall,
-        ten_crop=ten,
-        placed=placed,
-        best_checkpoint=best_file if on_disk else None,
-        epochs_trained=len(history) - (start_epoch - 1),
-    )
+        config=cfg, output=out, history=history, best=on_disk or {}, wall_seconds=wall, ten_crop=ten,
+        placed=run.placed, best_checkpoint=best_file if on_disk else None, epochs_trained=trained,
+    )  # fmt: skip
 
 
 def _ten_crop(cfg: TrainConfig, ctx: DistContext, placed: PlacedModel, data: Data, out: Path, hooks: Hooks):
