@@ -22,6 +22,7 @@ from typing import Any
 
 import onnx
 
+from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError
 from alexnet_deploy.core.files import output_lock, sha256_file
@@ -35,7 +36,7 @@ from export.artifact import (
     validate_model,
     write_onnx,
 )
-from export.parity import DEFAULT_SAMPLES, check_parity, ort_session, parity_inputs
+from export.parity import DEFAULT_SAMPLES, check_parity, parity_inputs
 
 log = logging.getLogger(__name__)
 
@@ -152,15 +153,15 @@ def convert_fp16(
             eval_data=eval_data,
             preprocessing=pre,
         )
-        fp32_session = ort_session(src)
-        parity = check_parity(
-            proto.SerializeToString(),
-            lambda x: fp32_session.run(["logits"], {"images": x.numpy()})[0],
-            inputs,
-            "fp16",
-            described,
-            reference_name="the FP32 ONNX",
-        )
+        with OnnxRuntimeRunner(src) as fp32:
+            parity = check_parity(
+                proto.SerializeToString(),
+                lambda x: fp32.infer(x.numpy()),
+                inputs,
+                "fp16",
+                described,
+                reference_name="the FP32 ONNX",
+            )
         parity.raise_if_failed()
 
         manifest = Manifest.from_dict(meta.to_dict())

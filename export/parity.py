@@ -37,7 +37,6 @@ __all__ = [
     "check_parity",
     "compare_logits",
     "gate_for",
-    "ort_session",
     "parity_inputs",
     "reference_logits",
 ]
@@ -137,27 +136,6 @@ def parity_inputs(
     return images, f"images from {root}"
 
 
-def ort_session(model: bytes | str | Path, threads: int = 0):
-    """An ONNX Runtime CPU session for a serialized model or a file.
-
-    Raises:
-        ArtifactError: ONNX Runtime refuses the model.
-    """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(
-            model if isinstance(model, bytes) else str(model), opts, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"ONNX Runtime cannot load the model: {first[:200]}.") from None
-
-
 def compare_logits(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     """Max absolute error, max per-sample relative error and top-1 agreement of two ``(N, classes)`` arrays."""
     if reference.shape != candidate.shape:
@@ -184,7 +162,8 @@ def check_parity(
     inputs_description: str = "inputs",
     reference_name: str = "PyTorch",
 ) -> ParityResult:
-    """Run ``onnx_model`` in ONNX Runtime and ``reference`` on the same inputs (batches of 16) and compare.
+    """Run ``onnx_model`` in ONNX Runtime (the CPU :class:`~alexnet_deploy.backends.onnxruntime.OnnxRuntimeRunner`)
+    and ``reference`` on the same inputs (batches of 16) and compare.
 
     Args:
         onnx_model: serialized ONNX bytes or a file, with input ``images`` and output ``logits``.
@@ -198,10 +177,12 @@ def check_parity(
     Returns:
         The figures; ``passed`` says whether they meet the gate. Call ``raise_if_failed()`` to enforce it.
     """
+    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
+
     gate = gate_for(precision)
-    session = ort_session(onnx_model)
     expected = reference_logits(reference, inputs)
-    got = _run_batches(lambda x: session.run(["logits"], {"images": x.numpy()})[0], inputs)
+    with OnnxRuntimeRunner(onnx_model, precision=precision) as runner:  # the runner verify and build use
+        got = _run_batches(lambda x: runner.infer(x.numpy()), inputs)
     figures = compare_logits(expected, got)
     if "max_rel_error" in gate:
         passed = figures["max_rel_error"] <= gate["max_rel_error"]

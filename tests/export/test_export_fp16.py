@@ -5,11 +5,11 @@ import onnx
 import pytest
 import torch
 
+from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 from alexnet_deploy.core.errors import ArtifactError
 from alexnet_deploy.core.files import sha256_file
 from alexnet_deploy.core.manifest import load_manifest
 from export import convert_fp16, ort_cpu_fp16_kernels
-from export.parity import ort_session
 
 FLOAT, FLOAT16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
 
@@ -34,10 +34,9 @@ def test_fp16_graph_has_fp16_weights_and_fp32_inputs_outputs(paper_fp16):
 
 
 def test_fp16_runs_in_onnxruntime_with_fp32_io_and_meets_its_gate(paper_fp16, paper_fp32):
-    session = ort_session(paper_fp16.path)
     x = torch.randn(3, 3, 112, 112, generator=torch.Generator().manual_seed(3)).numpy()
-    (got,) = session.run(["logits"], {"images": x})
-    (ref,) = ort_session(paper_fp32.path).run(["logits"], {"images": x})
+    with OnnxRuntimeRunner(paper_fp16.path) as fp16, OnnxRuntimeRunner(paper_fp32.path) as fp32:
+        got, ref = fp16.infer(x), fp32.infer(x)
     assert got.dtype == np.float32 and got.shape == (3, 10)
     assert np.abs(got - ref).max() < 1e-2 * np.abs(ref).max()  # FP16 weights: close, not identical
     assert not np.array_equal(got, ref)

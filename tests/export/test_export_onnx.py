@@ -7,6 +7,7 @@ import onnx
 import pytest
 import torch
 
+from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 from alexnet_deploy.core.checkpoint import load_model
 from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.files import sha256_file
@@ -14,7 +15,6 @@ from alexnet_deploy.core.manifest import load_manifest
 from alexnet_deploy.core.models import alexnet_paper
 from export import build_onnx, export_onnx, read_metadata
 from export.lrn import count_lrn_layers, native_lrn
-from export.parity import ort_session
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
@@ -41,11 +41,12 @@ def test_dynamic_batch_runs_batch_1_and_7_and_matches_torch(paper_fp32, paper_ch
     (inp,), (out,) = model.graph.input, model.graph.output
     assert (inp.name, out.name) == ("images", "logits")
     assert inp.type.tensor_type.shape.dim[0].dim_param and not inp.type.tensor_type.shape.dim[0].dim_value
-    session = ort_session(paper_fp32.path)
+    session = OnnxRuntimeRunner(paper_fp32.path)
+    session.activate()
     torch_model = load_model(paper_checkpoint).model
     for batch in (1, 7):
         x = torch.randn(batch, 3, 112, 112, generator=torch.Generator().manual_seed(batch))
-        (got,) = session.run(["logits"], {"images": x.numpy()})
+        got = session.infer(x.numpy())
         with torch.no_grad():
             want = torch_model(x).numpy()
         assert got.shape == (batch, 10) and got.dtype == np.float32
