@@ -15,6 +15,7 @@ import numpy as np
 
 from alexnet_deploy.core.accuracy import compare, run_logits
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
+from calib.methods import DEFAULT_NUM_IMAGES
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def sensitivity(
     *,
     method: str = "minmax",
     target: str = "tensorrt",
-    num_images: int = 512,
+    num_images: int = DEFAULT_NUM_IMAGES,
     limit: int | None = 1000,
     plot: str | Path | None = None,
     cache_dir: str | Path | None = None,

@@ -9,6 +9,9 @@ import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
 from alexnet_deploy.core.vocab import CalibrationMethod, QuantTarget
+from calib.methods import DEFAULT_HOLDOUT_IMAGES, DEFAULT_NUM_IMAGES, CalibrationOptions
+
+CAL = CalibrationOptions()  # the defaults, defined once
 
 
 def candidates_table(calibration: dict):
@@ -52,10 +55,16 @@ def calibrate(
     method: Annotated[
         CalibrationMethod, typer.Option(help="auto tries all three and keeps the best on held-out calibration images.")
     ] = CalibrationMethod.AUTO,
-    num_images: Annotated[int, typer.Option(min=1, help="Calibration images, stratified over classes.")] = 512,
-    holdout_images: Annotated[int, typer.Option(min=0, help="Held-out images for choosing a method.")] = 1000,
-    percentile: Annotated[float, typer.Option(help="Percentile of |x| kept by the percentile method.")] = 99.99,
-    num_bins: Annotated[int, typer.Option(help="Histogram bins of the entropy/percentile methods.")] = 4096,
+    num_images: Annotated[
+        int, typer.Option(min=1, help="Calibration images, stratified over classes.")
+    ] = DEFAULT_NUM_IMAGES,
+    holdout_images: Annotated[
+        int, typer.Option(min=0, help="Held-out images for choosing a method.")
+    ] = DEFAULT_HOLDOUT_IMAGES,
+    percentile: Annotated[
+        float, typer.Option(help="Percentile of |x| kept by the percentile method.")
+    ] = CAL.percentile,
+    num_bins: Annotated[int, typer.Option(help="Histogram bins of the entropy/percentile methods.")] = CAL.num_bins,
     seed: Annotated[int, typer.Option(help="Seed of the image selection.")] = 0,
     cache_dir: Annotated[Path | None, typer.Option(help="Range cache folder (default: MODEL.onnx.calib/).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recalibrate; do not read or write the cache.")] = False,

@@ -9,6 +9,7 @@ import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
 from alexnet_deploy.core.vocab import CalibrationMethod, QuantTarget
+from calib.methods import DEFAULT_NUM_IMAGES
 
 
 @handle_errors
@@ -20,7 +21,7 @@ def sensitivity(
         CalibrationMethod, typer.Option(help="Calibration method (not auto).")
     ] = CalibrationMethod.MINMAX,
     target: Annotated[QuantTarget, typer.Option(help="Q/DQ form to measure.")] = QuantTarget.TENSORRT,
-    num_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = 512,
+    num_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = DEFAULT_NUM_IMAGES,
     limit: Annotated[int, typer.Option(min=1, help="Evaluation images (stratified).")] = 1000,
     plot: Annotated[Path | None, typer.Option(help="Save a bar chart (PNG) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,

@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
+from alexnet_deploy.core.accuracy import Gate
+
+GATE = Gate()  # the default gate, defined once
 
 
 def report_table(report):
@@ -65,8 +68,12 @@ def verify(
     reference: Annotated[
         Path | None, typer.Option("--reference", help="FP32 artifact to compare with (agreement, deltas, gate).")
     ] = None,
-    max_top1_drop: Annotated[float, typer.Option(help="Gate: most top-1 points lost vs the reference.")] = 0.5,
-    max_top5_drop: Annotated[float, typer.Option(help="Gate: most top-5 points lost vs the reference.")] = 0.5,
+    max_top1_drop: Annotated[
+        float, typer.Option(help="Gate: most top-1 points lost vs the reference.")
+    ] = GATE.max_top1_drop,
+    max_top5_drop: Annotated[
+        float, typer.Option(help="Gate: most top-5 points lost vs the reference.")
+    ] = GATE.max_top5_drop,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate on this many images (stratified).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per inference call.")] = 64,
     threads: Annotated[int | None, typer.Option(help="CPU threads for the backend.")] = None,
