@@ -228,6 +228,19 @@ def _verify(opts, artifacts: list[Path], fp32: Path, data: Path, data_key: str, 
     return stages.run("verify", key, [], do)
 
 
+def _cross_specs(artifacts: list[Path]) -> list:
+    """ONNX Runtime and OpenVINO side by side: the INT8 file on the runtime it was not built for, and the FP32
+    file on OpenVINO, where OpenVINO runs here."""
+    from alexnet_deploy.backends import backend_spec, describe_artifact
+    from alexnet_deploy.bench.targets import parse_spec
+
+    fp32, int8 = artifacts[0], artifacts[-1]
+    if int8.suffix != ".onnx" or not backend_spec("openvino").status().can_run:
+        return []
+    other = "onnxruntime" if describe_artifact(int8).backend == "openvino" else "openvino"
+    return [parse_spec(f"{int8}@{other}"), parse_spec(f"{fp32}@openvino")]
+
+
 def _bench(opts, artifacts: list[Path], checkpoint: Path, stages: _Stages, say: Say) -> dict[str, Any]:
     from alexnet_deploy.bench.harness import run_benchmark
     from alexnet_deploy.bench.plot import save_plot
@@ -239,7 +252,7 @@ def _bench(opts, artifacts: list[Path], checkpoint: Path, stages: _Stages, say: 
                       str(opts.bench_seconds), str(opts.threads))  # fmt: skip
 
     def do() -> dict[str, Any]:
-        specs = [parse_spec(str(checkpoint))] + [parse_spec(str(a)) for a in artifacts]
+        specs = [parse_spec(str(checkpoint))] + [parse_spec(str(a)) for a in artifacts] + _cross_specs(artifacts)
         targets, baseline = build_targets(specs, threads=opts.threads, compare=True)
         config = BenchConfig(batch_sizes=tuple(opts.bench_batches), warmup_s=0.5, duration_s=opts.bench_seconds)
         report = run_benchmark(targets, config, baseline=baseline, progress=lambda s: log.debug(s))

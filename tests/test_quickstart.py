@@ -66,6 +66,7 @@ def test_quickstart_writes_every_artifact_and_a_report_that_matches_the_sidecars
     assert "SYNTHETIC" not in md
     labels = {r["name"] for r in results["bench"]["rows"]}
     assert {"torch eager fp32", "onnxruntime fp32", "onnxruntime fp16", f"{engine} int8"} <= labels
+    assert {"onnxruntime int8", "openvino int8", "openvino fp32"} <= labels  # both CPU runtimes, side by side
     assert {m["method"] for m in results["calibration"]} == {"minmax", "entropy", "percentile"}
     # Every figure carries the others' CPU use while it was timed, and the report says whether to trust them.
     contention = results["bench"]["contention"]
