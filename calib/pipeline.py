@@ -199,12 +199,16 @@ def _vs_minmax(ranges: Ranges, minmax: Ranges | None, tensors: set[str]) -> dict
     }
 
 
-def _score(candidate_path: Path, images: PreparedImages, fp32_logits: np.ndarray) -> dict[str, float]:
+def _score(candidate_path: Path, images: PreparedImages, fp32_logits: np.ndarray) -> dict[str, float | None]:
+    """Held-out figures of a candidate; top-1/top-5 are ``None`` when the images' labels are not the model's."""
     from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
     with OnnxRuntimeRunner(candidate_path) as runner:
         logits = run_logits(runner, images, 64)
     c = compare(logits, fp32_logits, images.targets)
+    if (images.targets < 0).all():
+        return {"agreement_top1": c["agreement_top1"], "top1_delta": None, "top5_delta": None, "top1": None,
+                "top5": None}  # fmt: skip
     return {k: c[k] for k in ("agreement_top1", "top1_delta", "top5_delta")} | {
         "top1": c["reference_top1"] + c["top1_delta"],
         "top5": c["reference_top5"] + c["top5_delta"],
@@ -215,7 +219,7 @@ def _holdout_rank(candidate: Candidate) -> tuple[float, float]:
     """Candidates are chosen by top-1 agreement with FP32 on the held-out images, then by top-1."""
     if candidate.holdout is None:  # nothing to choose between
         return 0.0, 0.0
-    return candidate.holdout["agreement_top1"], candidate.holdout["top1"]
+    return candidate.holdout["agreement_top1"], candidate.holdout["top1"] or 0.0
 
 
 def fp32_logits(source: SourceModel, images: PreparedImages) -> np.ndarray:

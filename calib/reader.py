@@ -95,35 +95,34 @@ class ImageReader:
             yield item
 
 
-def model_labels(root: Path, folder_classes: Sequence[str], model_classes: Sequence[str]) -> list[int]:
-    """For each class folder of ``root`` (in label order), the model's label of that class.
+def model_labels(root: Path, folder_classes: Sequence[str], model_classes: Sequence[str]) -> list[int] | None:
+    """For each class folder of ``root`` (in label order), the model's label of that class; ``None`` when the
+    folders cannot be matched to the model's classes.
 
     A folder matches a model class by its name (a wnid) or by its ``classes.tsv`` name. A model that records no
-    class names (``"0"``, ``"1"``...) can only be matched by count: the folders are taken in order.
-
-    Raises:
-        DataError: a folder names a class the model does not know, or the model records no class names and the
-            folder has another number of classes (the labels would then be guessed).
+    class names (``"0"``, ``"1"``...) is matched by count only: the folders are taken in order. Calibration itself
+    needs no labels, so unmatched images still calibrate; only the held-out top-1/top-5 then cannot be computed
+    (the choice among methods uses top-1 agreement with FP32, which needs none), and a warning says so.
     """
     folders, model = list(folder_classes), list(model_classes)
     if model == [str(i) for i in range(len(model))]:
-        if len(folders) != len(model):
-            raise DataError(
-                f"{root} has {len(folders)} class folders and the model records no class names (only its "
-                f"{len(model)} classes), so the calibration scores cannot use the right labels."
-            )
-        log.warning("The model records no class names; %s is matched by its class count only.", root)
-        return list(range(len(folders)))
-    names = class_names(root)
-    index = {c: i for i, c in enumerate(model)}
-    labels = [index.get(f, index.get(n)) for f, n in zip(folders, names, strict=True)]
-    unknown = [f for f, label in zip(folders, labels, strict=True) if label is None]
-    if unknown:
-        raise DataError(
-            f"{len(unknown)} of the {len(folders)} class folders in {root} (first {unknown[:2]}) are not among the "
-            f"model's {len(model)} classes (first {model[:2]}); calibrate with images of the model's classes."
-        )
-    return labels
+        if len(folders) == len(model):
+            log.warning("The model records no class names; %s is matched by its class count only.", root)
+            return list(range(len(folders)))
+        unknown: list[str] = folders
+    else:
+        names = class_names(root)
+        index = {c: i for i, c in enumerate(model)}
+        labels = [index.get(f, index.get(n)) for f, n in zip(folders, names, strict=True)]
+        unknown = [f for f, label in zip(folders, labels, strict=True) if label is None]
+        if not unknown:
+            return labels
+    log.warning(
+        "%d of the %d class folders in %s (first %s) are not among the model's %d classes (first %s): the images "
+        "calibrate, but held-out top-1/top-5 cannot be scored; methods are chosen by top-1 agreement with FP32 only.",
+        len(unknown), len(folders), root, unknown[:2], len(model), model[:2],
+    )  # fmt: skip
+    return None
 
 
 @dataclass
@@ -135,23 +134,31 @@ class CalibrationData:
     holdout: PreparedImages | None
     seed: int
     model_classes: list[str] | None = None  # set by conform_to: the labels are then the model's
+    labels_known: bool = True  # False: the folder's classes are not the model's, held-out top-1 is not scored
 
     def conform_to(self, model_classes: Sequence[str]) -> None:
-        """Renumber the labels to the model's classes (idempotent); warn when only some classes are present.
+        """Renumber the labels to the model's classes (idempotent); warn when only some classes are present, or
+        when none can be matched (the labels are then dropped: see :func:`model_labels`).
 
         Raises:
-            DataError: see :func:`model_labels`.
+            DataError: the images were already matched to another model.
         """
         model_classes = list(model_classes)
         if self.model_classes == model_classes:
             return
         if self.model_classes is not None:
             raise DataError(f"The calibration images of {self.root} were already matched to another model.")
-        mapping = np.asarray(model_labels(self.root, self.calibration.classes, model_classes), dtype=np.int64)
+        labels = model_labels(self.root, self.calibration.classes, model_classes)
         parts = [p for p in (self.calibration, self.holdout) if p is not None]
+        self.model_classes = model_classes
+        if labels is None:  # unknown to the model: no label is right, so none is used (-1 matches no logit)
+            for part in parts:
+                part.targets = np.full_like(part.targets, -1)
+            self.labels_known = False
+            return
+        mapping = np.asarray(labels, dtype=np.int64)
         for part in parts:
             part.targets = mapping[part.targets]
-        self.model_classes = model_classes
         covered = len(set().union(*(set(p.targets.tolist()) for p in parts)))
         if covered < len(model_classes):
             log.warning(
@@ -185,8 +192,11 @@ class CalibrationData:
             **describe_skipped(skipped),
         }
         if self.model_classes is not None:
-            d["classes_covered"] = len(set().union(*(set(p.targets.tolist()) for p in parts)))
             d["model_classes"] = len(self.model_classes)
+            if self.labels_known:
+                d["classes_covered"] = len(set().union(*(set(p.targets.tolist()) for p in parts)))
+            else:
+                d["labels"] = "not the model's classes: held-out top-1/top-5 not scored, methods chosen by agreement"
         return d
 
 
@@ -215,8 +225,6 @@ def load_calibration_data(
     """
     root = split_dir(data, "train")
     dataset = ImageFolderDataset(root)
-    if classes is not None:
-        model_labels(root, dataset.classes, classes)  # refuse foreign classes before the slow decoding
     split = split_calibration(dataset.targets, num_images, holdout_images, seed)
     calibration = prepare_images(
         dataset, preprocessing, split.calibration, progress, task="Decoding calibration images"

@@ -30,8 +30,8 @@ def candidates_table(calibration: dict):
             c["form"],
             c["cache"],
             f"{h['agreement_top1']:.1f}" if h else "-",
-            f"{h['top1']:.1f}" if h else "-",
-            f"{h['top5']:.1f}" if h else "-",
+            f"{h['top1']:.1f}" if h and h["top1"] is not None else "-",
+            f"{h['top5']:.1f}" if h and h["top5"] is not None else "-",
             ratio,
             "[bold green]chosen[/]" if c["chosen"] else "",
         )
