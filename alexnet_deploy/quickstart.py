@@ -315,7 +315,7 @@ def run_quickstart(opts: QuickstartOptions, *, say: Say = log.info, train_hooks=
             "top5_drop": gate.get("top5_drop"),
             "reason": int8["reason"],
         },
-        "int8": {k: int8[k] for k in ("path", "backend", "backend_reason")},
+        "int8": {k: int8.get(k) for k in ("path", "backend", "backend_reason", "selection", "notes")},
         "calibration": _calibration_rows(int8.get("calibration")),
         "bench": bench,
         "system": _system(),

@@ -115,6 +115,22 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
             )
         out.append(("Accuracy", words, rows, None))
 
+    choice = (results.get("int8") or {}).get("selection") or {}
+    if choice.get("candidates"):
+        batches = sorted({b for c in choice["candidates"] for b in c.get("speed", {})}, key=int)
+        rows = [["candidate", "gate", "agreement with FP32", *(f"batch {b} images/s (FP32 on it)" for b in batches)]]
+        for c in choice["candidates"]:
+            label = c["backend"] + (f" ({c['form']} form)" if c.get("form") else "")
+            cells = []
+            for b in batches:
+                mine, fp32 = c["speed"].get(b), c.get("fp32_speed", {}).get(b)
+                cells.append(f"{mine['images_per_s']:.0f} ({fp32['images_per_s']:.0f})" if mine and fp32 else
+                             f"{mine['images_per_s']:.0f}" if mine else "")  # fmt: skip
+            rows.append([label, "passed" if c["passed"] else "failed", _pct(c.get("agreement_top1")), *cells])
+        words = [f"Chosen: {choice['chosen']}, {choice['why']} (speeds on random inputs, this machine)."]
+        words += [f"Warning: {n}" for n in (results.get("int8") or {}).get("notes") or []]
+        out.append(("INT8 engine choice", words, rows, None))
+
     cal = results.get("calibration") or []
     if cal:
         rows = [["method", "Q/DQ form", "top-1 (held-out calibration images)", "agreement with FP32", "chosen"]]

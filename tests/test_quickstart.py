@@ -67,6 +67,8 @@ def test_quickstart_writes_every_artifact_and_a_report_that_matches_the_sidecars
     labels = {r["name"] for r in results["bench"]["rows"]}
     assert {"torch eager fp32", "onnxruntime fp32", "onnxruntime fp16", f"{engine} int8"} <= labels
     assert {"onnxruntime int8", "openvino int8", "openvino fp32"} <= labels  # both CPU runtimes, side by side
+    assert "## INT8 engine choice" in md and f"Chosen: {int8.extra['selection']['chosen']}" in md
+    assert all(f"Warning: {note}" in md for note in int8.extra["notes"])  # slower than FP32: said in the report
     assert {m["method"] for m in results["calibration"]} == {"minmax", "entropy", "percentile"}
     # Every figure carries the others' CPU use while it was timed, and the report says whether to trust them.
     contention = results["bench"]["contention"]
