@@ -171,9 +171,7 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
     result = _header("relu-tanh", opts, data, clock)
     result.update(target_error=opts.target, levels=RELU_TANH_LEVELS, sweep={}, runs={})
 
-    def reached(history: list[dict[str, Any]]) -> bool:
-        return history[-1]["train_error"] <= opts.target or clock.expired()
-
+    finals: dict[str, list[Trial]] = {}
     for variant, model in (("relu", "convnet4"), ("tanh", "convnet4_tanh")):
         trials, diverged = [], []
         for lr in lrs:  # the sweep: the same seed, a short run per learning rate
@@ -193,15 +191,23 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
             "train_error_after_sweep": {f"{t.cfg.lr:g}": t.history[-1]["train_error"] for t in trials},
             "diverged": diverged,
         }
-        runs = []
-        for seed in opts.seeds:  # the winner continues; other seeds start afresh at the chosen lr
-            t = best if seed == opts.seeds[0] else Trial(
-                f"{variant} seed {seed}", cifar_recipe(opts, model, best.cfg.lr, seed), data,
-                chunk_steps=chunk, total_chunks=total, evaluate=False)
-            if not reached(t.history):
-                t.run(stop=reached, on_record=report)
-            runs.append(t.summary())
-        result["runs"][variant] = runs
+        best.name = variant
+        # The winner continues; other seeds start afresh at the chosen lr.
+        finals[variant] = [best] + [
+            Trial(f"{variant} seed {seed}", cifar_recipe(opts, model, best.cfg.lr, seed), data,
+                  chunk_steps=chunk, total_chunks=total, evaluate=False)
+            for seed in opts.seeds[1:]
+        ]
+    # ReLU and tanh advance chunk by chunk in turn, so a wall budget that runs out cuts both at the same time.
+    active = [t for pair in zip(finals["relu"], finals["tanh"]) for t in pair]
+    while active and not clock.expired():
+        for t in list(active):
+            if t.history and t.history[-1]["train_error"] <= opts.target or t.chunks_done >= t.total_chunks:
+                active.remove(t)
+                continue
+            report and report(t.name, t.step_chunk())
+    for variant, trials in finals.items():
+        result["runs"][variant] = [t.summary() for t in trials]
     result["per_seed"] = []
     for a, b in zip(result["runs"]["relu"], result["runs"]["tanh"]):
         rows = crossings(a["history"], b["history"], RELU_TANH_LEVELS)
