@@ -287,7 +287,8 @@ def crossings(
 ) -> list[dict[str, Any]]:
     """For each level: epochs and steps each run needed to reach it, and ``b / a`` when both did.
 
-    When only ``a`` got there, ``ratio_at_least`` is ``b``'s total length over ``a``'s crossing (a lower bound).
+    When only ``a`` got there, ``ratio_at_least`` is ``b``'s total length over ``a``'s crossing (a lower bound);
+    when only ``b`` did, ``ratio_at_most`` is ``b``'s crossing over ``a``'s total length (an upper bound).
     """
     rows = []
     for level in levels:
@@ -298,6 +299,8 @@ def crossings(
             row["ratio"] = cb["steps"] / ca["steps"]
         elif ca and b:
             row["ratio_at_least"] = b[-1]["steps"] / ca["steps"]
+        elif cb and a:
+            row["ratio_at_most"] = cb["steps"] / a[-1]["steps"]
         rows.append(row)
     return rows
 

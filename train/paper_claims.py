@@ -205,7 +205,9 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
             if t.history and t.history[-1]["train_error"] <= opts.target or t.chunks_done >= t.total_chunks:
                 active.remove(t)
                 continue
-            report and report(t.name, t.step_chunk())
+            rec = t.step_chunk()
+            if report is not None:
+                report(t.name, rec)
     for variant, trials in finals.items():
         result["runs"][variant] = [t.summary() for t in trials]
     result["per_seed"] = []
@@ -215,6 +217,7 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
     at_target = [next(r for r in s["levels"] if r["level"] == opts.target) for s in result["per_seed"]]
     result["ratio_at_target"] = spread([r["ratio"] for r in at_target if "ratio" in r])
     result["ratio_at_target_lower_bounds"] = [r["ratio_at_least"] for r in at_target if "ratio_at_least" in r]
+    result["ratio_at_target_upper_bounds"] = [r["ratio_at_most"] for r in at_target if "ratio_at_most" in r]
     for variant in ("relu", "tanh"):
         result[f"{variant}_epochs_to_target"] = spread(
             [r[f"{'a' if variant == 'relu' else 'b'}_epochs"] for r in at_target

@@ -28,6 +28,8 @@ def test_first_crossing_and_ratio_of_steps():
     assert rows[50]["ratio"] == pytest.approx(40 / 20)
     assert rows[25]["ratio"] == pytest.approx(60 / 30) and rows[25]["b_epochs"] == pytest.approx(6.0)
     assert "ratio" not in rows[20] and rows[20]["ratio_at_least"] == pytest.approx(60 / 40)  # tanh never got there
+    reverse = {r["level"]: r for r in crossings(tanh, relu, [20, 5])}
+    assert reverse[20]["ratio_at_most"] == pytest.approx(40 / 60) and "ratio_at_most" not in reverse[5]
 
 
 def test_spread():
