@@ -76,12 +76,13 @@ def _report(name: str, rec: dict) -> None:
 def _plot(claim: str, result: dict, out: Path) -> Path:
     runs = {name: [r["history"] for r in rs] for name, rs in result["runs"].items()}
     titles = {
-        "relu-tanh": "Figure 1 re-measured: convnet4 on CIFAR-10, ReLU vs tanh (no regularisation)",
-        "dropout": "Dropout: paper AlexNet width 0.25 on tiny-imagenet-100",
-        "pooling": "Pooling: 3x3/2 vs 2x2/2, paper AlexNet width 0.25 on tiny-imagenet-100",
+        "relu-tanh": "Figure 1: convnet4, CIFAR-10 ({n} train images), ReLU vs tanh, no regularisation",
+        "dropout": "Dropout 0 vs 0.5: paper AlexNet w{w:g}, tiny-imagenet-100 ({n} train images)",
+        "pooling": "Pooling 3x3/2 vs 2x2/2: paper AlexNet w{w:g}, tiny-imagenet-100 ({n} train images)",
     }
     level = result.get("target_error") if claim == "relu-tanh" else None
-    return plot_claim(runs, out / f"{claim}.png", titles[claim], level=level)
+    title = titles[claim].format(n=f"{result['data']['train']:,}", w=result["options"]["width"])
+    return plot_claim(runs, out / f"{claim}.png", title, level=level)
 
 
 def _speed(args: argparse.Namespace) -> None:
@@ -128,7 +129,7 @@ def _speed(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("claim", choices=["relu-tanh", "dropout", "pooling", "speed"])
+    parser.add_argument("claim", choices=["relu-tanh", "dropout", "pooling", "speed", "plot"])
     parser.add_argument("--quick", action="store_true", help="a smoke run of seconds on tiny data (tests)")
     parser.add_argument("--seeds", type=_ints, default=None, help="comma-separated seeds (default 0)")
     parser.add_argument("--epochs", type=float, default=None, help="run length in epochs (relu-tanh: the cap)")
@@ -152,6 +153,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.claim == "speed":
         _speed(args)
+        return
+    if args.claim == "plot":  # redraw OUT/<claim>.png from OUT/<claim>.json for every JSON there
+        out = Path(args.out or "runs/claims")
+        for path in sorted(out.glob("*.json")):
+            result = json.loads(path.read_text())
+            if "claim" in result:
+                print(f"wrote {_plot(result['claim'], result, out)}")
         return
     opts = _options(args)
     torch.set_num_threads(opts.threads)

@@ -348,7 +348,7 @@ def plot_claim(
         ax.set(xlabel="epochs", ylabel=label)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     return Path(path)
