@@ -121,6 +121,22 @@ def tiny_recipe(opts: ClaimOptions, **changes: Any) -> TrainConfig:
     return base.replace(**changes)
 
 
+def _alternate(trials: list[Trial], clock: _Clock, report: Report | None, done=None) -> None:
+    """Advance the trials one chunk each in turn until each is ``done``, at its length, or the clock runs out.
+
+    Taking turns means a wall budget that runs out cuts every variant at the same point.
+    """
+    active = list(trials)
+    while active and not clock.expired():
+        for t in list(active):
+            if t.chunks_done >= t.total_chunks or (done is not None and t.history and done(t)):
+                active.remove(t)
+                continue
+            rec = t.step_chunk()
+            if report is not None:
+                report(t.name, rec)
+
+
 class _Clock:
     """The claim's wall budget: ``expired()`` once ``minutes`` have passed (never when 0)."""
 
@@ -198,16 +214,8 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
                   chunk_steps=chunk, total_chunks=total, evaluate=False)
             for seed in opts.seeds[1:]
         ]
-    # ReLU and tanh advance chunk by chunk in turn, so a wall budget that runs out cuts both at the same time.
-    active = [t for pair in zip(finals["relu"], finals["tanh"]) for t in pair]
-    while active and not clock.expired():
-        for t in list(active):
-            if t.history and t.history[-1]["train_error"] <= opts.target or t.chunks_done >= t.total_chunks:
-                active.remove(t)
-                continue
-            rec = t.step_chunk()
-            if report is not None:
-                report(t.name, rec)
+    trials = [t for pair in zip(finals["relu"], finals["tanh"]) for t in pair]
+    _alternate(trials, clock, report, done=lambda t: t.history[-1]["train_error"] <= opts.target)
     for variant, trials in finals.items():
         result["runs"][variant] = [t.summary() for t in trials]
     result["per_seed"] = []
@@ -245,11 +253,11 @@ def run_dropout(opts: ClaimOptions, report: Report | None = None, lr: float = 0.
     chunk, total = _chunking(opts, data)
     result = _header("dropout", opts, data, clock)
     result.update(levels=DROPOUT_LEVELS, lr=lr, runs={"no dropout": [], "dropout 0.5": []})
-    stop = (lambda _h: clock.expired()) if opts.minutes else None
     for seed in opts.seeds:
-        for name, p in (("no dropout", 0.0), ("dropout 0.5", 0.5)):
-            t = Trial(name, recipe(p, seed), data, chunk_steps=chunk, total_chunks=total)
-            t.run(stop=stop, on_record=report)
+        pair = {name: Trial(name, recipe(p, seed), data, chunk_steps=chunk, total_chunks=total)
+                for name, p in (("no dropout", 0.0), ("dropout 0.5", 0.5))}
+        _alternate(list(pair.values()), clock, report)
+        for name, t in pair.items():
             result["runs"][name].append(t.summary())
     result["per_seed"] = []
     for a, b in zip(result["runs"]["no dropout"], result["runs"]["dropout 0.5"]):
