@@ -33,9 +33,9 @@ from train.paper_claims import tiny_recipe
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CACHE = Path.home() / ".cache" / "alexnet-deploy"
 QUICK = {  # a smoke run of seconds: a few images, a few steps, every code path
-    "relu-tanh": dict(epochs=2.0, chunks_per_epoch=2, batch_size=25, lrs=(0.01, 0.05), sweep_epochs=0.5),
-    "dropout": dict(epochs=2.0, chunks_per_epoch=2, batch_size=50, image_size=64, probe_images=100),
-    "pooling": dict(epochs=1.0, chunks_per_epoch=2, batch_size=50, image_size=64, probe_images=100),
+    "relu-tanh": dict(epochs=1.0, chunks_per_epoch=2, batch_size=50, lrs=(0.01, 0.05), sweep_epochs=0.5, val_images=20),
+    "dropout": dict(epochs=1.0, chunks_per_epoch=2, batch_size=50, image_size=64, probe_images=40, val_images=40),
+    "pooling": dict(epochs=0.5, chunks_per_epoch=2, batch_size=50, image_size=64, probe_images=40, val_images=40),
 }
 
 

@@ -9,19 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATA_ROOT, _data_set
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import paper_claims  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def cifar_archive() -> Path:
-    archive = DATA_ROOT / "cifar10.tar.gz"
-    if not archive.is_file():
-        pytest.skip(f"test data {archive} is absent")
-    return archive
 
 
 def _run(claim: str, tmp_path: Path, *extra: str) -> dict:
@@ -40,8 +30,8 @@ def _errors_in_range(history: list[dict]) -> None:
     assert [r["steps"] for r in history] == sorted(r["steps"] for r in history)
 
 
-def test_relu_tanh_quick(tmp_path, cifar_archive):
-    result = _run("relu-tanh", tmp_path, "--cifar-archive", str(cifar_archive), "--cache", str(tmp_path / "cache"))
+def test_relu_tanh_quick(tmp_path, cifar10_archive):
+    result = _run("relu-tanh", tmp_path, "--cifar-archive", str(cifar10_archive), "--cache", str(tmp_path / "cache"))
     assert result["data"]["train"] == 200  # 20 per class, extracted from the archive into the cache
     assert set(result["runs"]) == {"relu", "tanh"}
     for variant in ("relu", "tanh"):
@@ -59,9 +49,8 @@ def test_relu_tanh_quick(tmp_path, cifar_archive):
     assert result["machine_start"]["versions"]["torch"]
 
 
-def test_dropout_quick(tmp_path):
-    _data_set("fixture-tiny-imagenet-20")
-    result = _run("dropout", tmp_path)
+def test_dropout_quick(tmp_path, tiny20):
+    result = _run("dropout", tmp_path, "--data", str(tiny20))
     assert set(result["runs"]) == {"no dropout", "dropout 0.5"}
     assert [r["dropout"] for r in (result["runs"]["no dropout"][0], result["runs"]["dropout 0.5"][0])] == [0.0, 0.5]
     for runs in result["runs"].values():
@@ -72,9 +61,8 @@ def test_dropout_quick(tmp_path):
     assert set(result["final"]["no dropout"]) >= {"val_top1_error", "gap_top1"}
 
 
-def test_pooling_quick(tmp_path):
-    _data_set("fixture-tiny-imagenet-20")
-    result = _run("pooling", tmp_path, "--seeds", "0,1")
+def test_pooling_quick(tmp_path, tiny20):
+    result = _run("pooling", tmp_path, "--data", str(tiny20), "--seeds", "0,1")
     runs = result["runs"]
     assert [r["model"] for r in runs["overlapping 3x3/2"]] == ["alexnet_paper"] * 2
     assert [r["model"] for r in runs["non-overlapping 2x2/2"]] == ["alexnet_paper_pool2"] * 2
