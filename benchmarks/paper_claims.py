@@ -25,10 +25,18 @@ from pathlib import Path
 import torch
 
 from alexnet_deploy.core.files import write_json_atomic
-from train.claims import MemoryImageSet, Trial, extract_cifar10, plot_claim
-from train.claims import ClaimData
-from train.paper_claims import ClaimOptions, cifar_recipe, machine, run_dropout, run_pooling, run_relu_tanh
-from train.paper_claims import tiny_recipe
+from train.claims import ClaimData, Trial, extract_cifar10, plot_claim
+from train.data import MemoryImageSet
+from train.engine import evaluate
+from train.paper_claims import (
+    ClaimOptions,
+    cifar_recipe,
+    machine,
+    run_dropout,
+    run_pooling,
+    run_relu_tanh,
+    tiny_recipe,
+)
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CACHE = Path.home() / ".cache" / "alexnet-deploy"
@@ -48,7 +56,9 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _options(args: argparse.Namespace) -> ClaimOptions:
-    given = {k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in dataclasses.fields(ClaimOptions)}}
+    given = {
+        k: v for k, v in vars(args).items() if v is not None and k in {f.name for f in dataclasses.fields(ClaimOptions)}
+    }
     if args.claim == "relu-tanh":
         per_class = 20 if args.quick else 0
         root = args.data or str(extract_cifar10(args.cifar_archive, args.cache, per_class=per_class))
@@ -92,10 +102,25 @@ def _speed(args: argparse.Namespace) -> None:
     configs = [
         ("convnet4 relu, 32 px", cifar_recipe(opts, "convnet4", 0.01, 0), 10, 32),
         ("convnet4 tanh, 32 px", cifar_recipe(opts, "convnet4_tanh", 0.01, 0), 10, 32),
-        (f"alexnet_paper w0.25 dropout 0, {opts.image_size} px", tiny_recipe(opts, dropout=0.0, augment="paper"), 100, 64),
-        (f"alexnet_paper w0.25 dropout 0.5, {opts.image_size} px", tiny_recipe(opts, dropout=0.5, augment="paper"), 100, 64),
+        (
+            f"alexnet_paper w0.25 dropout 0, {opts.image_size} px",
+            tiny_recipe(opts, dropout=0.0, augment="paper"),
+            100,
+            64,
+        ),
+        (
+            f"alexnet_paper w0.25 dropout 0.5, {opts.image_size} px",
+            tiny_recipe(opts, dropout=0.5, augment="paper"),
+            100,
+            64,
+        ),
         (f"alexnet_paper w0.25 (demo), {opts.image_size} px", tiny_recipe(opts), 100, 64),
-        (f"alexnet_paper_pool2 w0.25 (demo), {opts.image_size} px", tiny_recipe(opts, model="alexnet_paper_pool2"), 100, 64),
+        (
+            f"alexnet_paper_pool2 w0.25 (demo), {opts.image_size} px",
+            tiny_recipe(opts, model="alexnet_paper_pool2"),
+            100,
+            64,
+        ),
     ]
     records = []
     for label, cfg, classes, side in configs:
@@ -105,23 +130,32 @@ def _speed(args: argparse.Namespace) -> None:
         targets = torch.randint(0, classes, (n,), generator=gen)
         train = MemoryImageSet(images, targets, [str(i) for i in range(classes)])
         resize = cfg.preprocessing.resize
-        val = MemoryImageSet(images[:512].clone() if side == resize else
-                             torch.nn.functional.interpolate(images[:512].float(), size=resize).to(torch.uint8),
-                             targets[:512], train.classes)
+        val = MemoryImageSet(
+            images[:512].clone()
+            if side == resize
+            else torch.nn.functional.interpolate(images[:512].float(), size=resize).to(torch.uint8),
+            targets[:512],
+            train.classes,
+        )
         data = ClaimData(train=train, val=val, probe=val)
         t = Trial(label, cfg, data, chunk_steps=args.steps, total_chunks=4)
         t.step_chunk()  # warm-up
         rates = [t.step_chunk()["img_per_s"] for _ in range(2)]
         start = time.perf_counter()
-        from train.engine import evaluate
-
         evaluate(t.placed, t.val)
         eval_rate = len(val) / (time.perf_counter() - start)
-        rec = {"config": label, "train_img_per_s": max(rates), "eval_img_per_s": eval_rate,
-               "params": t.summary()["params"]}
+        rec = {
+            "config": label,
+            "train_img_per_s": max(rates),
+            "eval_img_per_s": eval_rate,
+            "params": t.summary()["params"],
+        }
         records.append(rec)
-        print(f"{label:48s} train {rec['train_img_per_s']:7.0f} img/s   eval {eval_rate:7.0f} img/s   "
-              f"{rec['params']:,} parameters", flush=True)
+        print(
+            f"{label:48s} train {rec['train_img_per_s']:7.0f} img/s   eval {eval_rate:7.0f} img/s   "
+            f"{rec['params']:,} parameters",
+            flush=True,
+        )
     out = {"speed": records, "machine": machine(), "steps_per_chunk": args.steps}
     if args.out:
         write_json_atomic(Path(args.out) / "speed.json", out)

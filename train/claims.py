@@ -337,12 +337,13 @@ def plot_claim(
     axes = fig.subplots(1, 2) if has_extra else [fig.subplots(1, 1)]
     colours = ["tab:blue", "tab:red", "tab:green", "tab:orange"]
     panels = [("train_error", "training error (running, %)")] + ([extra] if has_extra else [])
-    for ax, (key, label) in zip(axes, panels):
-        for colour, (name, histories) in zip(colours, runs.items()):
+    for ax, (key, label) in zip(axes, panels, strict=False):
+        for colour, (name, histories) in zip(colours, runs.items(), strict=False):
             for i, h in enumerate(histories):
                 pts = [(r["epochs"], r[key]) for r in h if key in r]
                 if pts:
-                    ax.plot(*zip(*pts), "-", color=colour, alpha=0.9 if i == 0 else 0.5, label=name if i == 0 else None)
+                    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+                    ax.plot(xs, ys, "-", color=colour, alpha=0.9 if i == 0 else 0.5, label=name if i == 0 else None)
         if level is not None and key == "train_error":
             ax.axhline(level, color="grey", ls="--", lw=1)
         ax.set(xlabel="epochs", ylabel=label)

@@ -20,7 +20,6 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -191,8 +190,14 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
     for variant, model in (("relu", "convnet4"), ("tanh", "convnet4_tanh")):
         trials, diverged = [], []
         for lr in lrs:  # the sweep: the same seed, a short run per learning rate
-            t = Trial(f"{variant} lr {lr:g}", cifar_recipe(opts, model, lr, opts.seeds[0]), data,
-                      chunk_steps=chunk, total_chunks=total, evaluate=False)
+            t = Trial(
+                f"{variant} lr {lr:g}",
+                cifar_recipe(opts, model, lr, opts.seeds[0]),
+                data,
+                chunk_steps=chunk,
+                total_chunks=total,
+                evaluate=False,
+            )
             try:
                 t.run(sweep_chunks, on_record=report)
                 trials.append(t)
@@ -210,16 +215,22 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
         best.name = variant
         # The winner continues; other seeds start afresh at the chosen lr.
         finals[variant] = [best] + [
-            Trial(f"{variant} seed {seed}", cifar_recipe(opts, model, best.cfg.lr, seed), data,
-                  chunk_steps=chunk, total_chunks=total, evaluate=False)
+            Trial(
+                f"{variant} seed {seed}",
+                cifar_recipe(opts, model, best.cfg.lr, seed),
+                data,
+                chunk_steps=chunk,
+                total_chunks=total,
+                evaluate=False,
+            )
             for seed in opts.seeds[1:]
         ]
-    trials = [t for pair in zip(finals["relu"], finals["tanh"]) for t in pair]
+    trials = [t for pair in zip(finals["relu"], finals["tanh"], strict=True) for t in pair]
     _alternate(trials, clock, report, done=lambda t: t.history[-1]["train_error"] <= opts.target)
     for variant, trials in finals.items():
         result["runs"][variant] = [t.summary() for t in trials]
     result["per_seed"] = []
-    for a, b in zip(result["runs"]["relu"], result["runs"]["tanh"]):
+    for a, b in zip(result["runs"]["relu"], result["runs"]["tanh"], strict=True):
         rows = crossings(a["history"], b["history"], RELU_TANH_LEVELS)
         result["per_seed"].append({"seed": a["seed"], "levels": rows})
     at_target = [next(r for r in s["levels"] if r["level"] == opts.target) for s in result["per_seed"]]
@@ -228,8 +239,12 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
     result["ratio_at_target_upper_bounds"] = [r["ratio_at_most"] for r in at_target if "ratio_at_most" in r]
     for variant in ("relu", "tanh"):
         result[f"{variant}_epochs_to_target"] = spread(
-            [r[f"{'a' if variant == 'relu' else 'b'}_epochs"] for r in at_target
-             if r[f"{'a' if variant == 'relu' else 'b'}_epochs"] is not None])
+            [
+                r[f"{'a' if variant == 'relu' else 'b'}_epochs"]
+                for r in at_target
+                if r[f"{'a' if variant == 'relu' else 'b'}_epochs"] is not None
+            ]
+        )
     return _finish(result, clock)
 
 
@@ -246,21 +261,31 @@ def run_dropout(opts: ClaimOptions, report: Report | None = None, lr: float = 0.
     lr = opts.lrs[0] if opts.lrs else lr
 
     def recipe(dropout: float, seed: int) -> TrainConfig:
-        return tiny_recipe(opts, dropout=dropout, seed=seed, lr=lr, augment="paper", label_smoothing=0.0,
-                           final_lr_fraction=1.0, warmup_epochs=1.0)
+        return tiny_recipe(
+            opts,
+            dropout=dropout,
+            seed=seed,
+            lr=lr,
+            augment="paper",
+            label_smoothing=0.0,
+            final_lr_fraction=1.0,
+            warmup_epochs=1.0,
+        )
 
     data = load_claim_data(recipe(0.0, opts.seeds[0]), probe_images=opts.probe_images)
     chunk, total = _chunking(opts, data)
     result = _header("dropout", opts, data, clock)
     result.update(levels=DROPOUT_LEVELS, lr=lr, runs={"no dropout": [], "dropout 0.5": []})
     for seed in opts.seeds:
-        pair = {name: Trial(name, recipe(p, seed), data, chunk_steps=chunk, total_chunks=total)
-                for name, p in (("no dropout", 0.0), ("dropout 0.5", 0.5))}
+        pair = {
+            name: Trial(name, recipe(p, seed), data, chunk_steps=chunk, total_chunks=total)
+            for name, p in (("no dropout", 0.0), ("dropout 0.5", 0.5))
+        }
         _alternate(list(pair.values()), clock, report)
         for name, t in pair.items():
             result["runs"][name].append(t.summary())
     result["per_seed"] = []
-    for a, b in zip(result["runs"]["no dropout"], result["runs"]["dropout 0.5"]):
+    for a, b in zip(result["runs"]["no dropout"], result["runs"]["dropout 0.5"], strict=True):
         rows = crossings(a["history"], b["history"], DROPOUT_LEVELS)
         both = [r for r in rows if "ratio" in r]
         headline = both[-1] if both else None  # the lowest level both runs reached
@@ -303,7 +328,7 @@ def run_pooling(opts: ClaimOptions, report: Report | None = None) -> dict[str, A
     over, non = result["runs"]["overlapping 3x3/2"], result["runs"]["non-overlapping 2x2/2"]
     result["final"] = {name: _final(runs) for name, runs in result["runs"].items()}
     diffs = {"top1": [], "top5": [], "gap_top1": []}
-    for a, b in zip(over, non):  # paired by seed: 2x2/2 minus 3x3/2 (the paper: +0.4 / +0.3)
+    for a, b in zip(over, non, strict=True):  # paired by seed: 2x2/2 minus 3x3/2 (the paper: +0.4 / +0.3)
         diffs["top1"].append(b["last"]["val_top1_error"] - a["last"]["val_top1_error"])
         diffs["top5"].append(b["last"]["val_top5_error"] - a["last"]["val_top5_error"])
         diffs["gap_top1"].append(b["last"]["gap_top1"] - a["last"]["gap_top1"])

@@ -16,7 +16,11 @@ from train.data import MemoryImageSet, MemoryLoader, TensorAugment
 
 def _hist(errors, steps_per_chunk=10, images_per_epoch=1280):
     return [
-        {"steps": (i + 1) * steps_per_chunk, "epochs": (i + 1) * steps_per_chunk * 128 / images_per_epoch, "train_error": e}
+        {
+            "steps": (i + 1) * steps_per_chunk,
+            "epochs": (i + 1) * steps_per_chunk * 128 / images_per_epoch,
+            "train_error": e,
+        }
         for i, e in enumerate(errors)
     ]
 
@@ -40,8 +44,9 @@ def test_spread():
 
 def test_stream_runs_across_epochs_and_reshuffles():
     n = 40
-    data = MemoryImageSet(torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 8, 8).contiguous(),
-                          torch.arange(n), ["c"] * 1)
+    data = MemoryImageSet(
+        torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 8, 8).contiguous(), torch.arange(n), ["c"] * 1
+    )
     loader = MemoryLoader(data, 10, augment=TensorAugment("none", 8, 1.0), seed=0)
     stream = _Stream(loader, steps=3)  # 4 batches per epoch, 3 per chunk
     labels = [y.tolist() for _ in range(4) for _x, y in stream]
