@@ -53,3 +53,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"TensorRT is not usable here: {trt['reason'] if trt else ''}"))
         elif not gpus:
             item.add_marker(pytest.mark.skip(reason=f"no CUDA GPU on this machine ({how})"))
+
+
+@pytest.fixture(scope="session")
+def cifar10_archive() -> Path:
+    """cifar10.tar.gz: CIFAR-10 as one archive (50,000 train / 10,000 val, 32 px JPEG)."""
+    path = DATA_ROOT / "cifar10.tar.gz"
+    if not path.is_file():
+        message = f"test data {path} is absent (set ALEXNET_DEPLOY_DATA to the folder holding cifar10.tar.gz)"
+        if IN_CI:
+            pytest.fail(f"{message}; under CI its absence is a failure, not a skip")
+        pytest.skip(message)
+    return path

@@ -102,8 +102,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}.")
         if self.image_size > self.resize:
             raise ConfigError(f"image_size ({self.image_size}) cannot exceed resize ({self.resize}).")
-        if self.image_size < 63:
-            # conv1 (11/4) and three 3/2 max-pools leave nothing below 63 px.
+        if self.image_size < 63 and self.model.startswith("alexnet"):
+            # conv1 (11/4) and three 3/2 max-pools leave nothing below 63 px (convnet4 takes 32 px CIFAR).
             raise ConfigError(f"image_size must be at least 63 px for AlexNet's conv stack, got {self.image_size}.")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError("dropout and label_smoothing must lie in [0, 1).")

@@ -5,6 +5,10 @@
 * ``alexnet_paper``: the network of Krizhevsky, Sutskever and Hinton (2012): 96-256-384-384-256 kernels,
   LRN after the first two ReLUs, overlapping max-pooling, and the two-GPU column split as ``groups=2``
   in conv2, conv4 and conv5 (``columns=1`` removes the split).
+* ``alexnet_paper_pool2``: the same network with non-overlapping 2x2/2 max-pooling (the ablation of the
+  paper's section 3.4); at 224 px (and 96 px) every pooled map has the same size as with 3x3/2.
+* ``convnet4`` / ``convnet4_tanh``: a four-layer CIFAR-10 network (three 5x5 convolutions and one FC layer)
+  with ReLUs or tanh units, for the paper's Figure 1.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ from alexnet_deploy.core.errors import ConfigError
 __all__ = [
     "AlexNet",
     "AlexNetPaper",
+    "ConvNet4",
     "LayerProfile",
     "ModelProfile",
     "alexnet",
     "alexnet_paper",
+    "alexnet_paper_pool2",
     "build_model",
+    "convnet4",
+    "convnet4_tanh",
     "get_model_builder",
     "list_models",
     "profile_model",
@@ -138,6 +146,7 @@ class AlexNetPaper(nn.Module):
         width: multiplier on every channel count and the FC width (1.0 is the paper's network).
         columns: 2 splits conv2, conv4 and conv5 into the paper's two GPU columns (``groups=2``); 1 is ungrouped.
         init: ``"paper"`` (weights N(0, 0.01), bias 1 in conv2/4/5 and FC6/7, else 0) or ``"kaiming"``.
+        pool: the max-pooling window, stride 2: 3 overlaps (the paper), 2 does not (its section 3.4 ablation).
     """
 
     def __init__(
@@ -147,10 +156,13 @@ class AlexNetPaper(nn.Module):
         width: float = 1.0,
         columns: int = 2,
         init: str = "paper",
+        pool: int = 3,
     ) -> None:
         super().__init__()
         if columns not in (1, 2):
             raise ConfigError(f"columns must be 1 or 2, got {columns}.")
+        if pool not in (2, 3):
+            raise ConfigError(f"pool must be 2 or 3 (window of the stride-2 max-pooling), got {pool}.")
         self.columns = columns
         c1, c2, c3, c4, c5 = (_scaled(c, width) for c in (96, 256, 384, 384, 256))
         hidden = _scaled(4096, width)
@@ -159,18 +171,18 @@ class AlexNetPaper(nn.Module):
             nn.Conv2d(3, c1, kernel_size=11, stride=4, padding=2),  # conv1 (0)
             nn.ReLU(inplace=True),
             _paper_lrn(),
-            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.MaxPool2d(kernel_size=pool, stride=2),
             nn.Conv2d(c1, c2, kernel_size=5, padding=2, groups=g),  # conv2 (4): own column only
             nn.ReLU(inplace=True),
             _paper_lrn(),
-            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.MaxPool2d(kernel_size=pool, stride=2),
             nn.Conv2d(c2, c3, kernel_size=3, padding=1),  # conv3 (8): sees both columns
             nn.ReLU(inplace=True),
             nn.Conv2d(c3, c4, kernel_size=3, padding=1, groups=g),  # conv4 (10)
             nn.ReLU(inplace=True),
             nn.Conv2d(c4, c5, kernel_size=3, padding=1, groups=g),  # conv5 (12)
             nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.MaxPool2d(kernel_size=pool, stride=2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
         self.classifier = nn.Sequential(
@@ -224,6 +236,83 @@ def alexnet_paper(
 ) -> AlexNetPaper:
     """The 2012 paper's AlexNet (60,965,224 parameters grouped, 62,378,344 with ``columns=1``)."""
     return AlexNetPaper(num_classes=num_classes, dropout=dropout, width=width, columns=columns, init=init)
+
+
+@register_model("alexnet_paper_pool2")
+def alexnet_paper_pool2(
+    *,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    dropout: float = 0.5,
+    columns: int = 2,
+    init: str = "paper",
+    **_: object,
+) -> AlexNetPaper:
+    """The paper's AlexNet with non-overlapping 2x2/2 max-pooling instead of 3x3/2 (same parameters)."""
+    return AlexNetPaper(num_classes=num_classes, dropout=dropout, width=width, columns=columns, init=init, pool=2)
+
+
+class ConvNet4(nn.Module):
+    """A four-layer CIFAR-10 network in the spirit of the paper's Figure 1 (32x32 inputs, no regularisation).
+
+    Three 5x5 convolutions of 32, 32 and 64 kernels, each followed by the activation and a 3x3/2 max-pool
+    (32 -> 15 -> 7 -> 3), then one fully-connected layer: the layout of cuda-convnet's CIFAR-10 example, the
+    code base of the paper, without its response normalisation. No dropout, so Figure 1 measures the
+    activation alone.
+
+    Args:
+        num_classes: size of the last layer.
+        activation: ``"relu"`` or ``"tanh"``.
+        width: multiplier on the channel counts.
+        init: ``"kaiming"`` (normal, fan-in, with the gain of the activation: 2 for ReLU, 5/3 for tanh) or
+            ``"paper"`` (N(0, 0.01), biases 0).
+    """
+
+    def __init__(self, num_classes: int = 10, activation: str = "relu", width: float = 1.0, init: str = "kaiming"):
+        super().__init__()
+        acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
+        if activation not in acts:
+            raise ConfigError(f"Unknown activation '{activation}'; choose 'relu' or 'tanh'.")
+        act = acts[activation]
+        c1, c2, c3 = (_scaled(c, width) for c in (32, 32, 64))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, c1, kernel_size=5, padding=2),
+            act(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(c1, c2, kernel_size=5, padding=2),
+            act(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(c2, c3, kernel_size=5, padding=2),
+            act(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        self.classifier = nn.Linear(c3 * 3 * 3, num_classes)
+        for m in self.modules():
+            if not isinstance(m, (nn.Conv2d, nn.Linear)):
+                continue
+            if init == "kaiming":
+                gain = "linear" if m is self.classifier else activation
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity=gain)
+            elif init == "paper":
+                nn.init.normal_(m.weight, mean=0.0, std=0.01)
+            else:
+                raise ConfigError(f"Unknown initialisation '{init}'; choose 'paper' or 'kaiming'.")
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+@register_model("convnet4")
+def convnet4(*, num_classes: int = 10, width: float = 1.0, init: str = "kaiming", **_: object) -> ConvNet4:
+    """Figure 1's four-layer CIFAR-10 network with ReLUs (85,098 parameters at 10 classes)."""
+    return ConvNet4(num_classes=num_classes, activation="relu", width=width, init=init)
+
+
+@register_model("convnet4_tanh")
+def convnet4_tanh(*, num_classes: int = 10, width: float = 1.0, init: str = "kaiming", **_: object) -> ConvNet4:
+    """Figure 1's four-layer CIFAR-10 network with tanh units (same parameters as ``convnet4``)."""
+    return ConvNet4(num_classes=num_classes, activation="tanh", width=width, init=init)
 
 
 @dataclass

@@ -105,3 +105,49 @@ def test_torchvision_state_dict_loads_and_matches_logits():
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert torch.equal(ours(x), reference(x))
+
+
+# ------------------------------------------------------------------ the paper's ablations (issue 14)
+
+
+@pytest.mark.parametrize("size", [224, 96])
+def test_pool2_keeps_every_pooled_map_size_of_pool3(size):
+    """At 224 px (and 96 px) 2x2/2 pooling gives the same map sizes as 3x3/2, as in the paper's section 3.4."""
+    from alexnet_deploy.core.models import alexnet_paper_pool2
+
+    x = torch.zeros(1, 3, size, size)
+    shapes = []
+    for model in (alexnet_paper(width=0.25, num_classes=10), alexnet_paper_pool2(width=0.25, num_classes=10)):
+        pools = [m for m in model.features if isinstance(m, torch.nn.MaxPool2d)]
+        seen = []
+        hooks = [p.register_forward_hook(lambda _m, _i, out, seen=seen: seen.append(tuple(out.shape))) for p in pools]
+        model(x)
+        for h in hooks:
+            h.remove()
+        shapes.append(seen)
+    assert shapes[0] == shapes[1] and len(shapes[0]) == 3
+    pool2 = alexnet_paper_pool2(width=0.25, num_classes=10)
+    assert {(m.kernel_size, m.stride) for m in pool2.features if isinstance(m, torch.nn.MaxPool2d)} == {(2, 2)}
+    assert n_params(pool2) == n_params(alexnet_paper(width=0.25, num_classes=10))
+
+
+def test_pool2_at_full_width_keeps_the_paper_parameter_count():
+    assert n_params(build_model("alexnet_paper_pool2")) == 60_965_224
+    with pytest.raises(ConfigError, match="pool must be 2 or 3"):
+        AlexNetPaper(pool=4)
+
+
+def test_convnet4_relu_and_tanh_differ_only_in_the_activation():
+    relu, tanh = build_model("convnet4"), build_model("convnet4_tanh")
+    kinds = lambda m: {type(x) for x in m.modules()}  # noqa: E731
+    assert torch.nn.Tanh in kinds(tanh) and torch.nn.ReLU not in kinds(tanh)
+    assert torch.nn.ReLU in kinds(relu) and torch.nn.Tanh not in kinds(relu)
+    assert torch.nn.Dropout not in kinds(relu) | kinds(tanh)
+    assert n_params(relu) == n_params(tanh) == 85_098
+    convs = [m for m in relu.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64] and len(convs) + 1 == 4  # four weight layers
+    assert relu(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="Unknown activation"):
+        from alexnet_deploy.core.models import ConvNet4
+
+        ConvNet4(activation="gelu")
