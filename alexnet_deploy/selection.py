@@ -131,7 +131,7 @@ def choose_backends(precision: Precision, backend: BackendName, out: Path | None
         if not status.can_run:
             reason += f"; its engine cannot run here ({status.reason}), so it is verified on its deployable ONNX"
         return [Candidate(spec, status, form) for form in _forms(spec.name, precision)], reason
-    chosen, skipped = [], []
+    chosen, skipped, unverifiable = [], [], []
     for spec in backends():
         refusal = _refusal(spec, precision, kind)
         if refusal is None:
@@ -140,10 +140,16 @@ def choose_backends(precision: Precision, backend: BackendName, out: Path | None
                 chosen += [Candidate(spec, status, form) for form in _forms(spec.name, precision)]
                 continue
             refusal = status.reason if not status.can_build else f"it cannot run (or be verified) here: {status.reason}"
+            if status.can_build:
+                unverifiable.append(spec.name.value)
         if spec.builds:
             skipped.append(f"{spec.name}: {refusal}")
     if not chosen:
-        raise MissingBackendError(f"No backend can build and verify a {precision} engine here ({'; '.join(skipped)}).")
+        hint = f"; --backend {unverifiable[0]} builds one anyway, verified on its ONNX" if unverifiable else ""
+        article = "an" if precision.value[0] in "aeiouf" else "a"
+        raise MissingBackendError(
+            f"No backend can build and verify {article} {precision} engine here ({'; '.join(skipped)}){hint}."
+        )
     names = sorted({c.backend.value for c in chosen})
     reason = f"auto: measured among {', '.join(names)}" + (f" (not {'; '.join(skipped)})" if skipped else "")
     return chosen, reason

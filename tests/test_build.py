@@ -202,7 +202,8 @@ def test_backend_choice(monkeypatch):
     with pytest.raises(ConfigError, match="BF16 is OpenVINO's inference precision"):
         choose_backends(Precision.BF16, BackendName.ONNXRUNTIME)
     assert [c.backend.value for c in choose_backends(Precision.BF16, BackendName.AUTO)[0]] == ["openvino"]
-    with pytest.raises(MissingBackendError, match="No backend can build and verify a int8 engine here"):
+    refused = "No backend can build and verify an int8 engine here .*--backend tensorrt-rtx builds one anyway"
+    with pytest.raises(MissingBackendError, match=refused):
         choose_backends(Precision.INT8, BackendName.AUTO, Path("m.plan"))  # no plan backend can run here
     monkeypatch.setattr(system, "tensorrt_status", lambda: {"installed": True, "version": "10.9.0", "usable": True,
                                                            "reason": ""})  # fmt: skip
