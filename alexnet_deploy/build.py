@@ -236,7 +236,7 @@ def _choose(inputs: _Inputs, options: BuildOptions, calibrations, staging: Path,
         fallback(best, inputs, calibrations[best.form], options, progress)
         passing = [best] if best.gate.passed else []
     if not passing:
-        return max(inputs.candidates, key=lambda c: c.comparison["agreement_top1"])
+        return select(inputs.candidates, options.backend)
     measurable = [c for c in passing if c.engine_run]
     if options.probe_batches and measurable:  # also for one candidate: is it faster than FP32 on its runtime?
         probe_speed(measurable, inputs.source.path, options.probe_batches, options.probe_seconds, options.threads,

@@ -260,7 +260,8 @@ def probe_speed(
 
 
 def select(candidates: list[Candidate], backend: BackendName) -> Candidate:
-    """The fastest passing candidate (or the first when none was measured), with its ``selection`` record."""
+    """The fastest passing candidate (the best agreement when none was measured or none passed), with its
+    ``selection`` record."""
     passing = [c for c in candidates if c.gate and c.gate.passed]
     measured = [c for c in passing if c.score() is not None]
     if measured:
@@ -270,9 +271,12 @@ def select(candidates: list[Candidate], backend: BackendName) -> Candidate:
         if rivals:
             runner_up = max(rivals, key=lambda c: c.score())
             why += f" ({chosen.score():.0f} vs {runner_up.score():.0f} images/s for {runner_up.label}, geometric mean)"
-    else:
+    elif passing:
         chosen = max(passing, key=lambda c: c.comparison["agreement_top1"])
         why = "the best top-1 agreement with FP32 (no speed probe)" if len(passing) > 1 else "the only candidate"
+    else:  # a failed build (written only with --force): the closest to FP32
+        chosen = max(candidates, key=lambda c: c.comparison["agreement_top1"])
+        why = "no candidate passed the gate; the one closest to FP32 (top-1 agreement)"
     chosen.selection = {
         "chosen": chosen.label,
         "why": why,

@@ -87,6 +87,7 @@ def test_force_writes_the_failed_engine_marked_failed(fp32_onnx, tiny20, black, 
     m = load_manifest(out)
     assert m.gate["status"] == "failed" and m.gate["forced"] is True and m.gate["passed"] is False
     assert "gate FAILED" in forced.output
+    assert m.extra["selection"]["why"].startswith("no candidate passed the gate")  # the record says why this one
 
 
 @pytest.mark.slow
