@@ -14,8 +14,8 @@ Measured with the real library (1.7.1.116, ``tensorrt-rtx`` from PyPI), on a CPU
     ``CURRENT`` needs a GPU ("cudaError 35" without one), so ``"current"`` is resolved through the GPU probe.
   * a plan starts with a 64-byte header: the magic tag ``b"vtrt"`` and, at byte 16, the plan's total size as a
     little-endian uint64 (the deserialiser asserts both: ``header.magicTag == kEXPECTED_MAGIC_TAG``,
-    ``plan.header.size == blobSize``). :func:`check_rtx_plan_bytes` checks them, and the sidecar's sha256, so a
-    file that is not a plan is refused with our sentence before TensorRT-RTX sees it.
+    ``plan.header.size == blobSize``). :func:`check_rtx_plan_bytes` checks them (the sidecar's sha256 is checked
+    when it is loaded), so a file that is not a plan is refused with our sentence before TensorRT-RTX sees it.
   * without a GPU, ``Runtime.get_engine_validity`` returns ``(INVALID, 0)`` after logging CUDA error 35 (and a
     malformed file ``(INVALID, MALFORMED_ENGINE)``); ``deserialize_cuda_engine`` logs errors and returns None.
     Neither is ever called in this process without a GPU: :func:`plan_validity` asks a child process.
@@ -25,7 +25,6 @@ control flow runs here against a stand-in module, its calls were checked against
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -375,16 +374,13 @@ def check_rtx_plan_compatible(engine_facts: dict, rtx_version: str, gpus: Sequen
         )
 
 
-def check_rtx_plan_bytes(data: bytes, name: str, sha256: str | None = None) -> None:
-    """Refuse bytes that are not the plan the sidecar describes, or not a whole TensorRT-RTX plan at all.
-
-    Checks the sidecar's sha256 (when given), then the plan header: the magic tag and the recorded size.
+def check_rtx_plan_bytes(data: bytes, name: str) -> None:
+    """Refuse bytes that are not a whole TensorRT-RTX plan: the header's magic tag and recorded size. (Whether
+    they are the bytes the sidecar describes is checked once, by ``load_manifest``'s sha256.)
 
     Raises:
         ArtifactError: one sentence saying which check failed.
     """
-    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
-        raise ArtifactError(f"{name} is not the plan its sidecar describes (sha256 differs); rebuild or restore it.")
     if len(data) < PLAN_HEADER_BYTES or data[:4] != PLAN_MAGIC:
         raise ArtifactError(f"{name} is not a TensorRT-RTX plan: it does not start with a plan header.")
     size = int.from_bytes(data[16:24], "little")
@@ -489,7 +485,7 @@ class TensorRTRTXRunner(TensorRTRunner):
             raise MissingBackendError(f"TensorRT-RTX cannot run plans here: {status['reason']}.")
         check_rtx_plan_compatible(self.engine_facts, str(status["version"]), visible_gpus(), device=self.device)
         data = self.plan_path.read_bytes()
-        check_rtx_plan_bytes(data, self.plan_path.name, manifest.sha256)
+        check_rtx_plan_bytes(data, self.plan_path.name)  # load_manifest already matched the sha256
 
         import tensorrt_rtx as trt
         import torch
