@@ -170,8 +170,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=None, help="wall budget of the whole claim (0 = none)")
     parser.add_argument("--lrs", type=_floats, default=None, help="relu-tanh: the sweep; dropout: the lr")
     parser.add_argument("--sweep-epochs", type=float, default=None, help="relu-tanh: length of each sweep run")
-    parser.add_argument("--target", type=float, default=None, help="relu-tanh: training error to reach (%%)")
-    parser.add_argument("--chunks-per-epoch", type=int, default=None, help="curve points per epoch")
+    parser.add_argument(
+        "--target", type=float, default=None, help="training error to reach, %% (relu-tanh 25, dropout: converged, 10)"
+    )
+    parser.add_argument("--sweep-extensions", type=int, default=None, help="relu-tanh: grid steps past an edge (2)")
+    parser.add_argument(
+        "--init", default=None, help="relu-tanh: kaiming-zero-head (default), kaiming or paper (see ConvNet4)"
+    )
+    parser.add_argument("--augment", default=None, choices=["paper", "none"], help="dropout: augmentation (paper)")
+    parser.add_argument("--chunks-per-epoch", type=float, default=None, help="curve points per epoch (0.5: every 2)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--train-images", type=int, default=None, help="class-stratified training subset (0 = all)")
     parser.add_argument("--val-images", type=int, default=None, help="validation subset (0 = all)")

@@ -86,7 +86,8 @@ def extract_cifar10(archive: str | Path, dest: str | Path, per_class: int = 0) -
 class ClaimData:
     """The decoded images a claim's variants share: training set, validation set, and a training probe.
 
-    ``probe`` is a class-stratified subset of the training images stored like ``val`` (at the eval resize),
+    ``probe`` is a class-stratified subset of the training images (of the training subset when there is one)
+    stored like ``val`` (at the eval resize),
     so that training and validation error are measured the same way (eval mode, centre crop): their
     difference is the train/val gap.
     """
@@ -114,7 +115,14 @@ def load_claim_data(cfg: TrainConfig, probe_images: int = 2500) -> ClaimData:
     val = MemoryImageSet.from_folder(root / "val", size=resize, max_images=cfg.max_val_images, seed=cfg.seed)
     if probe_images:
         probe_n = min(probe_images, len(train))
-        probe = MemoryImageSet.from_folder(root / "train", size=resize, max_images=probe_n, seed=cfg.seed + 1)
+        probe = MemoryImageSet.from_folder(
+            root / "train",
+            size=resize,
+            max_images=probe_n,
+            seed=cfg.seed + 1,
+            pool_images=cfg.max_train_images,  # the training subset's own images, not others of its folder
+            pool_seed=cfg.seed,
+        )
     else:
         empty = torch.empty((0, 3, resize, resize), dtype=torch.uint8)
         probe = MemoryImageSet(empty, torch.empty(0, dtype=torch.int64), list(train.classes))
@@ -285,7 +293,7 @@ def first_crossing(history: list[dict[str, Any]], level: float, key: str = "trai
 def crossings(
     a: list[dict[str, Any]], b: list[dict[str, Any]], levels: list[float], key: str = "train_error"
 ) -> list[dict[str, Any]]:
-    """For each level: epochs and steps each run needed to reach it, and ``b / a`` when both did.
+    """For each level: epochs, steps and seconds each run needed to reach it, and ``b / a`` (steps) when both did.
 
     When only ``a`` got there, ``ratio_at_least`` is ``b``'s total length over ``a``'s crossing (a lower bound);
     when only ``b`` did, ``ratio_at_most`` is ``b``'s crossing over ``a``'s total length (an upper bound).
@@ -295,6 +303,7 @@ def crossings(
         ca, cb = first_crossing(a, level, key), first_crossing(b, level, key)
         row: dict[str, Any] = {"level": level, "a_epochs": ca and ca["epochs"], "b_epochs": cb and cb["epochs"]}
         row["a_steps"], row["b_steps"] = ca and ca["steps"], cb and cb["steps"]
+        row["a_seconds"], row["b_seconds"] = ca and ca.get("seconds"), cb and cb.get("seconds")
         if ca and cb:
             row["ratio"] = cb["steps"] / ca["steps"]
         elif ca and b:

@@ -85,6 +85,8 @@ class MemoryImageSet:
         max_images: int = 0,
         seed: int = 0,
         on_progress: Callable[[int, int], None] | None = None,
+        pool_images: int = 0,
+        pool_seed: int = 0,
     ) -> MemoryImageSet:
         """Decode an ImageFolder into memory.
 
@@ -96,6 +98,9 @@ class MemoryImageSet:
             max_images: 0 for all, else a class-stratified subset of that many images.
             seed: chooses the subset.
             on_progress: called with (done, total) now and then.
+            pool_images, pool_seed: draw the ``max_images`` subset from inside the subset that
+                ``max_images=pool_images, seed=pool_seed`` would load (e.g. a probe of a training subset's own
+                images); 0 draws from the whole folder.
 
         Every unreadable image, the first one included, is left out with a warning and listed in ``skipped``.
 
@@ -104,8 +109,11 @@ class MemoryImageSet:
         """
         folder = ImageFolderDataset(root, check_files=False)
         indices = list(range(len(folder.samples)))
+        if pool_images and pool_images < len(indices):
+            indices = stratified_indices(folder.targets, pool_images, seed=pool_seed)
         if max_images and max_images < len(indices):
-            indices = stratified_indices(folder.targets, max_images, seed=seed)
+            inner = stratified_indices([folder.targets[i] for i in indices], max_images, seed=seed)
+            indices = [indices[j] for j in inner]
         images = targets = to_square = None
         skipped: list[str] = []
         kept = 0

@@ -2,10 +2,12 @@
 
 * ``relu_tanh``: Figure 1. ``convnet4`` vs ``convnet4_tanh`` on CIFAR-10, no regularisation (no dropout, no
   weight decay, no augmentation), constant learning rate chosen per activation by a short sweep (the lowest
-  running training error after ``sweep_epochs``); the winner continues until its training error reaches
-  ``target`` (25%) or the epoch cap. Reports epochs to each level and the tanh / ReLU ratio.
-* ``dropout``: section 4.2. The demo-width paper network with dropout 0 vs 0.5, constant lr after a warm-up;
-  iterations to fixed training-error levels, their ratio, and the train/val gap.
+  running training error after ``sweep_epochs``, the grid widened until the choice is bracketed); the winner
+  continues, further seeds start afresh at that lr, until each run's training error reaches ``target`` (25%)
+  or the epoch cap. Reports epochs and seconds to each level and the tanh / ReLU ratio across seeds.
+* ``dropout``: section 4.2. The demo-width paper network with dropout 0 vs 0.5, constant lr after a warm-up,
+  each run until it converges (running training error at or below ``target``, 10%) or its cap: iterations
+  to converge and to fixed levels, their ratio across seeds, and the train/val gap.
 * ``pooling``: section 3.4. ``alexnet_paper`` (3x3/2) vs ``alexnet_paper_pool2`` (2x2/2), the demo recipe,
   same number of steps, several seeds: final top-1/top-5 error, paired differences, train/val gap.
 
@@ -32,7 +34,9 @@ from train.config import TrainConfig, preset
 __all__ = ["ClaimOptions", "cifar_recipe", "machine", "run_dropout", "run_pooling", "run_relu_tanh", "tiny_recipe"]
 
 RELU_TANH_LEVELS = [75.0, 60.0, 50.0, 40.0, 35.0, 30.0, 25.0]
-DROPOUT_LEVELS = [90.0, 80.0, 70.0, 60.0, 50.0, 40.0, 30.0, 20.0, 10.0]
+DROPOUT_LEVELS = [90.0, 80.0, 70.0, 60.0, 50.0, 40.0, 30.0, 20.0, 10.0, 5.0]
+RELU_TANH_TARGET = 25.0  # Figure 1's level
+DROPOUT_TARGET = 10.0  # "converged": running training error (dropout on, augmented batches) at or below this
 
 Report = Callable[[str, dict[str, Any]], None]
 
@@ -45,11 +49,14 @@ class ClaimOptions:
     seeds: tuple[int, ...] = (0,)
     epochs: float = 10.0
     minutes: float = 0.0  # wall budget of the whole claim; 0 = none (runs stop at their epochs)
-    chunks_per_epoch: int = 4
+    chunks_per_epoch: float = 4  # curve points per epoch; below 1, a point every 1/x epochs
     batch_size: int = 128
     lrs: tuple[float, ...] = ()
     sweep_epochs: float = 1.0
-    target: float = 25.0
+    sweep_extensions: int = 2  # relu-tanh: how often a sweep whose best lr sits on an edge may step past it
+    target: float = 0.0  # the training error (%) to reach; 0 = the claim's default (relu-tanh 25, dropout 10)
+    init: str = "kaiming-zero-head"  # relu-tanh: convnet4's initialisation (see ConvNet4)
+    augment: str = "paper"  # dropout: the training augmentation ("paper" or "none")
     train_images: int = 0
     val_images: int = 0
     probe_images: int = 2500
@@ -84,7 +91,7 @@ def cifar_recipe(opts: ClaimOptions, model: str, lr: float, seed: int) -> TrainC
         data=opts.data,
         model=model,
         width=1.0,
-        init="kaiming",
+        init=opts.init,
         dropout=0.0,
         image_size=32,
         resize=32,
@@ -152,7 +159,7 @@ class _Clock:
 def _chunking(opts: ClaimOptions, data: ClaimData) -> tuple[int, int]:
     """(steps per chunk, chunks in ``opts.epochs``) for this training set."""
     steps_per_epoch = max(1, len(data.train) // opts.batch_size)
-    chunk = max(1, steps_per_epoch // opts.chunks_per_epoch)
+    chunk = max(1, int(steps_per_epoch // opts.chunks_per_epoch))
     return chunk, max(1, round(opts.epochs * steps_per_epoch / chunk))
 
 
@@ -176,75 +183,108 @@ def _finish(result: dict[str, Any], clock: _Clock) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- relu vs tanh
 
 
-def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str, Any]:
-    """Figure 1: epochs for ReLU and tanh to reach ``opts.target`` training error, each at its best lr."""
-    clock = _Clock(opts.minutes)
-    lrs = opts.lrs or (0.01, 0.03, 0.1)
-    data = load_claim_data(cifar_recipe(opts, "convnet4", lrs[0], opts.seeds[0]), probe_images=0)
-    chunk, total = _chunking(opts, data)
+def _sweep(
+    variant: str, model: str, opts: ClaimOptions, data: ClaimData, chunking: tuple[int, int], report: Report | None
+) -> tuple[Trial, dict[str, Any]]:
+    """The learning-rate sweep of one activation: a short run per lr from the same seed; the best one wins.
+
+    The grid is ``opts.lrs`` (default 0.003 / 0.01 / 0.03). When the best lr sits on an edge of what was tried,
+    the sweep steps past that edge by the grid's ratio (up to ``opts.sweep_extensions`` times), so that the
+    chosen lr is bracketed by a worse one on each side rather than limited by the grid.
+    """
+    chunk, total = chunking
     sweep_chunks = max(1, round(opts.sweep_epochs * opts.chunks_per_epoch))
+    grid = sorted(opts.lrs or (0.003, 0.01, 0.03))
+    factor = grid[1] / grid[0] if len(grid) > 1 else 3.0
+    tried: dict[float, Trial | None] = {}  # None: the loss became NaN
+
+    def attempt(lr: float) -> None:
+        t = Trial(
+            f"{variant} lr {lr:g}",
+            cifar_recipe(opts, model, lr, opts.seeds[0]),
+            data,
+            chunk_steps=chunk,
+            total_chunks=total,
+            evaluate=False,
+        )
+        try:
+            t.run(sweep_chunks, on_record=report)
+            tried[lr] = t
+        except ConfigError:  # the loss became NaN: this lr is too high
+            tried[lr] = None
+
+    for lr in grid:
+        attempt(lr)
+    extended = []
+    while True:
+        ok = {lr: t for lr, t in tried.items() if t is not None}
+        if not ok:
+            raise ConfigError(f"Every learning rate of the {variant} sweep diverged: {', '.join(map(str, grid))}.")
+        best = min(ok, key=lambda lr: ok[lr].history[-1]["train_error"])
+        edge = best / factor if best == min(tried) else best * factor if best == max(tried) else None
+        if edge is None or len(extended) >= opts.sweep_extensions:
+            break
+        extended.append(float(f"{edge:.3g}"))
+        attempt(extended[-1])
+    winner = ok[best]
+    record = {
+        "grid": grid,
+        "extended": extended,
+        "bracketed": best not in (min(tried), max(tried)),
+        "chosen_lr": best,
+        "sweep_epochs": winner.history[-1]["epochs"],
+        "train_error_after_sweep": {f"{lr:g}": t.history[-1]["train_error"] for lr, t in sorted(ok.items())},
+        "diverged": sorted(lr for lr, t in tried.items() if t is None),
+    }
+    return winner, record
+
+
+def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str, Any]:
+    """Figure 1: epochs and seconds for ReLU and tanh to reach the target training error, each at its best lr.
+
+    The sweep runs on the first seed and its winner continues; every further seed starts afresh at the chosen
+    lr. All runs then take turns chunk by chunk until each reaches the target, its epoch cap or the budget.
+    """
+    clock = _Clock(opts.minutes)
+    target = opts.target or RELU_TANH_TARGET
+    levels = sorted({*RELU_TANH_LEVELS, target}, reverse=True)
+    data = load_claim_data(cifar_recipe(opts, "convnet4", 0.01, opts.seeds[0]), probe_images=0)
+    chunking = _chunking(opts, data)
     result = _header("relu-tanh", opts, data, clock)
-    result.update(target_error=opts.target, levels=RELU_TANH_LEVELS, sweep={}, runs={})
+    result.update(target_error=target, levels=levels, sweep={}, runs={})
 
     finals: dict[str, list[Trial]] = {}
     for variant, model in (("relu", "convnet4"), ("tanh", "convnet4_tanh")):
-        trials, diverged = [], []
-        for lr in lrs:  # the sweep: the same seed, a short run per learning rate
-            t = Trial(
-                f"{variant} lr {lr:g}",
-                cifar_recipe(opts, model, lr, opts.seeds[0]),
-                data,
-                chunk_steps=chunk,
-                total_chunks=total,
-                evaluate=False,
-            )
-            try:
-                t.run(sweep_chunks, on_record=report)
-                trials.append(t)
-            except ConfigError:  # the loss became NaN: this lr is too high
-                diverged.append(lr)
-        if not trials:
-            raise ConfigError(f"Every learning rate of the {variant} sweep diverged: {', '.join(map(str, lrs))}.")
-        best = min(trials, key=lambda t: t.history[-1]["train_error"])
-        result["sweep"][variant] = {
-            "chosen_lr": best.cfg.lr,
-            "sweep_epochs": best.history[-1]["epochs"],
-            "train_error_after_sweep": {f"{t.cfg.lr:g}": t.history[-1]["train_error"] for t in trials},
-            "diverged": diverged,
-        }
-        best.name = variant
-        # The winner continues; other seeds start afresh at the chosen lr.
+        best, result["sweep"][variant] = _sweep(variant, model, opts, data, chunking, report)
+        best.name = f"{variant} seed {opts.seeds[0]}"
         finals[variant] = [best] + [
             Trial(
                 f"{variant} seed {seed}",
                 cifar_recipe(opts, model, best.cfg.lr, seed),
                 data,
-                chunk_steps=chunk,
-                total_chunks=total,
+                chunk_steps=chunking[0],
+                total_chunks=chunking[1],
                 evaluate=False,
             )
             for seed in opts.seeds[1:]
         ]
+    result["sweep_seconds"] = clock.elapsed() - result["load_seconds"]
     trials = [t for pair in zip(finals["relu"], finals["tanh"], strict=True) for t in pair]
-    _alternate(trials, clock, report, done=lambda t: t.history[-1]["train_error"] <= opts.target)
+    _alternate(trials, clock, report, done=lambda t: t.history[-1]["train_error"] <= target)
     for variant, trials in finals.items():
         result["runs"][variant] = [t.summary() for t in trials]
     result["per_seed"] = []
     for a, b in zip(result["runs"]["relu"], result["runs"]["tanh"], strict=True):
-        rows = crossings(a["history"], b["history"], RELU_TANH_LEVELS)
+        rows = crossings(a["history"], b["history"], levels)
         result["per_seed"].append({"seed": a["seed"], "levels": rows})
-    at_target = [next(r for r in s["levels"] if r["level"] == opts.target) for s in result["per_seed"]]
+    at_target = [next(r for r in s["levels"] if r["level"] == target) for s in result["per_seed"]]
     result["ratio_at_target"] = spread([r["ratio"] for r in at_target if "ratio" in r])
     result["ratio_at_target_lower_bounds"] = [r["ratio_at_least"] for r in at_target if "ratio_at_least" in r]
     result["ratio_at_target_upper_bounds"] = [r["ratio_at_most"] for r in at_target if "ratio_at_most" in r]
-    for variant in ("relu", "tanh"):
-        result[f"{variant}_epochs_to_target"] = spread(
-            [
-                r[f"{'a' if variant == 'relu' else 'b'}_epochs"]
-                for r in at_target
-                if r[f"{'a' if variant == 'relu' else 'b'}_epochs"] is not None
-            ]
-        )
+    for variant, side in (("relu", "a"), ("tanh", "b")):
+        for unit in ("epochs", "seconds"):
+            values = [r[f"{side}_{unit}"] for r in at_target if r[f"{side}_{unit}"] is not None]
+            result[f"{variant}_{unit}_to_target"] = spread(values)
     return _finish(result, clock)
 
 
@@ -252,13 +292,17 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
 
 
 def run_dropout(opts: ClaimOptions, report: Report | None = None, lr: float = 0.02) -> dict[str, Any]:
-    """Section 4.2: iterations to training-error levels with dropout 0 and 0.5, and the train/val gap.
+    """Section 4.2: iterations to converge with dropout 0 and 0.5, and the train/val gap.
 
-    Constant lr after a 1-epoch warm-up (so neither run is forced to converge by an annealing schedule),
-    the paper's augmentation (random crops + flips + PCA lighting), no label smoothing.
+    "Converged" is stated, not inferred: the running training error (dropout on, augmented batches: what the
+    network is trained on) at or below ``opts.target`` (default 10%). Each run stops there, so the gap at the
+    end of a run is the gap at convergence. Constant lr after a 1-epoch warm-up (so no annealing schedule
+    forces either run to converge), ``opts.augment`` augmentation, no label smoothing.
     """
     clock = _Clock(opts.minutes)
     lr = opts.lrs[0] if opts.lrs else lr
+    target = opts.target or DROPOUT_TARGET
+    levels = sorted({*DROPOUT_LEVELS, target}, reverse=True)
 
     def recipe(dropout: float, seed: int) -> TrainConfig:
         return tiny_recipe(
@@ -266,7 +310,7 @@ def run_dropout(opts: ClaimOptions, report: Report | None = None, lr: float = 0.
             dropout=dropout,
             seed=seed,
             lr=lr,
-            augment="paper",
+            augment=opts.augment,
             label_smoothing=0.0,
             final_lr_fraction=1.0,
             warmup_epochs=1.0,
@@ -275,24 +319,34 @@ def run_dropout(opts: ClaimOptions, report: Report | None = None, lr: float = 0.
     data = load_claim_data(recipe(0.0, opts.seeds[0]), probe_images=opts.probe_images)
     chunk, total = _chunking(opts, data)
     result = _header("dropout", opts, data, clock)
-    result.update(levels=DROPOUT_LEVELS, lr=lr, runs={"no dropout": [], "dropout 0.5": []})
-    for seed in opts.seeds:
+    result.update(levels=levels, target_error=target, lr=lr, runs={"no dropout": [], "dropout 0.5": []})
+    for seed in opts.seeds:  # seed by seed, so a budget cut leaves complete pairs
+        if clock.expired():
+            break
         pair = {
             name: Trial(name, recipe(p, seed), data, chunk_steps=chunk, total_chunks=total)
             for name, p in (("no dropout", 0.0), ("dropout 0.5", 0.5))
         }
-        _alternate(list(pair.values()), clock, report)
+        _alternate(list(pair.values()), clock, report, done=lambda t: t.history[-1]["train_error"] <= target)
         for name, t in pair.items():
             result["runs"][name].append(t.summary())
     result["per_seed"] = []
     for a, b in zip(result["runs"]["no dropout"], result["runs"]["dropout 0.5"], strict=True):
-        rows = crossings(a["history"], b["history"], DROPOUT_LEVELS)
+        rows = crossings(a["history"], b["history"], levels)
         both = [r for r in rows if "ratio" in r]
         headline = both[-1] if both else None  # the lowest level both runs reached
-        result["per_seed"].append({"seed": a["seed"], "levels": rows, "headline": headline})
+        converged = next(r for r in rows if r["level"] == target)
+        result["per_seed"].append({"seed": a["seed"], "levels": rows, "headline": headline, "converged": converged})
     heads = [s["headline"] for s in result["per_seed"] if s["headline"]]
     result["ratio_at_lowest_common_level"] = spread([h["ratio"] for h in heads])
     result["lowest_common_levels"] = [h["level"] for h in heads]
+    conv = [s["converged"] for s in result["per_seed"]]
+    result["ratio_to_converge"] = spread([c["ratio"] for c in conv if "ratio" in c])
+    result["ratio_to_converge_lower_bounds"] = [c["ratio_at_least"] for c in conv if "ratio_at_least" in c]
+    for name, side in (("no dropout", "a"), ("dropout 0.5", "b")):
+        result.setdefault("steps_to_converge", {})[name] = spread(
+            [c[f"{side}_steps"] for c in conv if c[f"{side}_steps"] is not None]
+        )
     for name, runs in result["runs"].items():
         result.setdefault("final", {})[name] = _final(runs)
     return _finish(result, clock)

@@ -35,7 +35,12 @@ def test_relu_tanh_quick(tmp_path, cifar10_archive):
     assert result["data"]["train"] == 200  # 20 per class, extracted from the archive into the cache
     assert set(result["runs"]) == {"relu", "tanh"}
     for variant in ("relu", "tanh"):
-        assert result["sweep"][variant]["chosen_lr"] in (0.01, 0.05)
+        sweep = result["sweep"][variant]
+        tried = sorted([*sweep["grid"], *sweep["extended"]])
+        assert sweep["grid"] == [0.01, 0.05] and len(sweep["extended"]) <= 2 and sweep["chosen_lr"] in tried
+        assert sweep["bracketed"] == (sweep["chosen_lr"] not in (tried[0], tried[-1]))
+        errors = sweep["train_error_after_sweep"]
+        assert errors[f"{sweep['chosen_lr']:g}"] == min(errors.values())
         run = result["runs"][variant][0]
         assert run["model"] == ("convnet4" if variant == "relu" else "convnet4_tanh")
         assert run["dropout"] == 0.0 and run["weight_decay"] == 0.0 and run["augment"] == "none"
@@ -46,6 +51,10 @@ def test_relu_tanh_quick(tmp_path, cifar10_archive):
         if row["a_steps"] and row["b_steps"]:
             assert row["ratio"] == pytest.approx(row["b_steps"] / row["a_steps"])
     assert "ratio_at_target" in result and result["wall_seconds"] > 0
+    for row in levels:  # seconds beside steps, from the same record
+        assert (row["a_seconds"] is None) == (row["a_steps"] is None)
+    for variant in ("relu", "tanh"):
+        assert set(result[f"{variant}_seconds_to_target"]) >= {"n"}
     assert result["machine_start"]["versions"]["torch"]
 
 
@@ -58,6 +67,21 @@ def test_dropout_quick(tmp_path, tiny20):
         last = runs[0]["last"]
         assert last["gap_top1"] == pytest.approx(last["val_top1_error"] - last["probe_top1_error"])
     assert "ratio_at_lowest_common_level" in result
+    assert result["target_error"] == 10.0 and result["target_error"] in result["levels"]
+    converged = result["per_seed"][0]["converged"]
+    assert converged["level"] == 10.0 and set(result["steps_to_converge"]) == {"no dropout", "dropout 0.5"}
+    for name, side in (("no dropout", "a"), ("dropout 0.5", "b")):  # a run stops where it converged
+        history = result["runs"][name][0]["history"]
+        crossed = [r for r in history if r["train_error"] <= 10.0]
+        assert crossed == ([history[-1]] if converged[f"{side}_steps"] else [])
+
+
+def test_dropout_stops_each_run_at_the_stated_convergence(tmp_path, tiny20):
+    # A 100% "convergence" level is met at once: both runs stop after their first chunk and the ratio is 1 step/step.
+    result = _run("dropout", tmp_path, "--data", str(tiny20), "--target", "100", "--epochs", "3")
+    for runs in result["runs"].values():
+        assert len(runs[0]["history"]) == 1
+    assert result["ratio_to_converge"]["n"] == 1 and result["ratio_to_converge"]["mean"] == pytest.approx(1.0)
     assert set(result["final"]["no dropout"]) >= {"val_top1_error", "gap_top1"}
 
 

@@ -151,3 +151,26 @@ def test_convnet4_relu_and_tanh_differ_only_in_the_activation():
         from alexnet_deploy.core.models import ConvNet4
 
         ConvNet4(activation="gelu")
+
+
+def test_convnet4_zero_head_starts_both_activations_at_uniform_predictions():
+    from alexnet_deploy.core.models import ConvNet4
+
+    x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+    def built(act: str, init: str) -> ConvNet4:
+        torch.manual_seed(0)
+        return ConvNet4(activation=act, init=init)
+
+    plain = {act: built(act, "kaiming") for act in ("relu", "tanh")}
+    with torch.no_grad():
+        spread = {act: m(x).std().item() for act, m in plain.items()}
+    assert spread["relu"] > 3 * spread["tanh"]  # why the zero head exists: ReLU's logits start far larger
+    for act in ("relu", "tanh"):
+        zero = built(act, "kaiming-zero-head")
+        assert torch.count_nonzero(zero.classifier.weight) == 0
+        with torch.no_grad():
+            assert torch.equal(zero(x), torch.zeros(64, 10))  # uniform softmax, loss ln 10
+        torch.testing.assert_close(zero.features[0].weight, plain[act].features[0].weight, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="kaiming-zero-head"):
+        ConvNet4(init="xavier")

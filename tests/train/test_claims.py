@@ -78,3 +78,20 @@ def test_extract_cifar10_takes_per_class_subsets_once(tmp_path):
     assert len(list((root / "val").rglob("*.jpg"))) == 4
     archive.unlink()  # the second call reads the cache, not the archive
     assert extract_cifar10(archive, tmp_path / "cache", per_class=2) == root
+
+
+def test_the_probe_is_drawn_from_the_training_subset_itself(tiny20):
+    # A probe of other images of the training folder would measure held-out error, not training error,
+    # and the "train/val gap" would be no gap at all.
+    from train.claims import load_claim_data
+    from train.config import TrainConfig
+
+    cfg = TrainConfig(data=str(tiny20), max_train_images=60, image_size=64, resize=72, seed=3)
+    data = load_claim_data(cfg, probe_images=20)
+    assert len(data.train) == 60 and len(data.probe) == 20
+    train_at_eval_size = MemoryImageSet.from_folder(tiny20 / "train", size=72, max_images=60, seed=3)
+    seen = {bytes(img.numpy().tobytes()) for img in train_at_eval_size.images}
+    assert all(bytes(img.numpy().tobytes()) in seen for img in data.probe.images)
+    assert len(set(data.probe.targets.tolist())) == 20  # class-stratified: one image of each of the 20 classes
+    everything = MemoryImageSet.from_folder(tiny20 / "train", size=72, max_images=20, seed=4)
+    assert not all(bytes(img.numpy().tobytes()) in seen for img in everything.images)  # what the old code drew
