@@ -36,7 +36,7 @@ __all__ = ["ClaimOptions", "cifar_recipe", "machine", "run_dropout", "run_poolin
 RELU_TANH_LEVELS = [75.0, 60.0, 50.0, 40.0, 35.0, 30.0, 25.0]
 DROPOUT_LEVELS = [90.0, 80.0, 70.0, 60.0, 50.0, 40.0, 30.0, 20.0, 10.0, 5.0]
 RELU_TANH_TARGET = 25.0  # Figure 1's level
-DROPOUT_TARGET = 10.0  # "converged": running training error (dropout on, augmented batches) at or below this
+DROPOUT_TARGET = 10.0  # "converged": running training error (dropout on, the training batches) at or below this
 
 Report = Callable[[str, dict[str, Any]], None]
 

@@ -98,3 +98,32 @@ def test_pooling_quick(tmp_path, tiny20):
     a, b = runs["overlapping 3x3/2"][0], runs["non-overlapping 2x2/2"][0]
     assert diffs["top1"]["values"][0] == pytest.approx(b["last"]["val_top1_error"] - a["last"]["val_top1_error"])
     assert a["last"]["steps"] == b["last"]["steps"]  # the same budget
+
+
+@pytest.mark.parametrize("claim", ["relu-tanh", "dropout", "pooling"])
+def test_the_plain_command_is_the_documented_recipe(claim, monkeypatch, tmp_path):
+    # `paper_claims.py <claim>` alone must run what docs/BENCHMARKS.md reports; an option overrides its part.
+    seen = {}
+
+    def fake_run(opts, report=None):
+        seen["opts"] = opts
+        raise SystemExit(0)
+
+    monkeypatch.setitem(
+        paper_claims.__dict__,
+        {"relu-tanh": "run_relu_tanh", "dropout": "run_dropout", "pooling": "run_pooling"}[claim],
+        fake_run,
+    )
+    monkeypatch.setattr(paper_claims, "extract_cifar10", lambda *a, **k: tmp_path)
+    with pytest.raises(SystemExit):
+        paper_claims.main([claim, "--seeds", "4", "--out", str(tmp_path)])
+    opts = seen["opts"]
+    for key, value in paper_claims.RECIPES[claim].items():
+        assert getattr(opts, key) == (value if key != "seeds" else (4,)), key
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md").read_text()
+    for key, value in paper_claims.RECIPES[claim].items():  # the documented command names every recipe value
+        if key in ("lrs", "seeds"):
+            value = ",".join(f"{v:g}" for v in value)
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        assert f"--{key.replace('_', '-')} {value}" in doc, (claim, key)
