@@ -294,7 +294,7 @@ def run_relu_tanh(opts: ClaimOptions, report: Report | None = None) -> dict[str,
 def run_dropout(opts: ClaimOptions, report: Report | None = None, lr: float = 0.02) -> dict[str, Any]:
     """Section 4.2: iterations to converge with dropout 0 and 0.5, and the train/val gap.
 
-    "Converged" is stated, not inferred: the running training error (dropout on, augmented batches: what the
+    "Converged" is stated, not inferred: the running training error (dropout on, its training batches: what the
     network is trained on) at or below ``opts.target`` (default 10%). Each run stops there, so the gap at the
     end of a run is the gap at convergence. Constant lr after a 1-epoch warm-up (so no annealing schedule
     forces either run to converge), ``opts.augment`` augmentation, no label smoothing.

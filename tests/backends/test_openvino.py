@@ -23,24 +23,16 @@ from alexnet_deploy.backends.openvino import (  # noqa: E402
     openvino_runner_for,
     openvino_status,
 )
-from alexnet_deploy.bench.machine import cpu_features  # noqa: E402
+from alexnet_deploy.bench.machine import machine_info  # noqa: E402
 from alexnet_deploy.core.data import ImageFolderDataset, eval_transform  # noqa: E402
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError  # noqa: E402
 from calib import calibrate  # noqa: E402
-
-
-def _cpuinfo() -> str:
-    try:
-        return open("/proc/cpuinfo").read()
-    except OSError:
-        return ""
-
 
 BF16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 #: int8 dot-product instructions (VNNI, AMX). Without them (AVX2 only) OpenVINO's INT8 kernels drift from the
 #: exact Q/DQ result: measured 0.88 top-1 agreement on an AMD EPYC (AVX2), 1.0 on a Xeon with VNNI and AMX;
 #: ONNX Runtime agreed with the exact (unoptimised) Q/DQ graph on both. The accuracy gate decides per machine.
-INT8_DOT = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_features(_cpuinfo()).get("simd", [])))
+INT8_DOT = bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(machine_info().get("simd", [])))
 
 
 @pytest.fixture(scope="session")
