@@ -94,20 +94,6 @@ class TritonOptions:
             raise ConfigError(f"Preferred batch sizes must be positive; got {list(self.preferred_batch)}.")
 
 
-def parse_batch_sizes(text: str | None) -> tuple[int, ...]:
-    """``"16,8"`` -> ``(8, 16)`` (sorted, without duplicates); ``None`` or ``""`` -> ``()``.
-
-    Raises:
-        ConfigError: an entry is not a whole number.
-    """
-    try:
-        return tuple(sorted({int(part) for part in (text or "").split(",") if part.strip()}))
-    except ValueError:
-        raise ConfigError(
-            f"Preferred batch sizes must be whole numbers separated by commas, like 8,16; got {text!r}."
-        ) from None
-
-
 @dataclass
 class Artifact:
     """An ONNX file or plan, with the sidecar that describes it."""

@@ -13,7 +13,8 @@ training throughput of every configuration first, so that budgets are planned, n
 Without options each claim runs the recipe whose results docs/BENCHMARKS.md reports (``RECIPES``: subsets,
 epochs, seeds, wall budget); any option overrides its part of it.
 
-The library is ``train/paper_claims.py`` (recipes and runs) and ``train/claims.py`` (the chunked trainer).
+The library is ``benchmarks/claims/runs.py`` (recipes and runs) and ``benchmarks/claims/trainer.py`` (the chunked
+trainer); both reuse ``train/``'s loop.
 """
 
 from __future__ import annotations
@@ -26,12 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-
-from alexnet_deploy.core.files import write_json_atomic
-from train.claims import ClaimData, Trial, extract_cifar10, plot_claim
-from train.data import MemoryImageSet
-from train.engine import evaluate
-from train.paper_claims import (
+from claims.runs import (
     ClaimOptions,
     cifar_recipe,
     machine,
@@ -40,6 +36,11 @@ from train.paper_claims import (
     run_relu_tanh,
     tiny_recipe,
 )
+from claims.trainer import ClaimData, Trial, extract_cifar10, plot_claim
+
+from alexnet_deploy.core.files import write_json_atomic
+from train.data import MemoryImageSet
+from train.engine import evaluate
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CACHE = Path.home() / ".cache" / "alexnet-deploy"

@@ -32,7 +32,8 @@ from typer.testing import CliRunner
 from alexnet_deploy.cli.main import app
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.manifest import Manifest, load_manifest, save_manifest
-from alexnet_deploy.triton import TritonOptions, parse_batch_sizes, validate_config, write_repository
+from alexnet_deploy.core.values import parse_batch_sizes
+from alexnet_deploy.triton import TritonOptions, validate_config, write_repository
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -270,7 +271,7 @@ def test_triton_schema_rejects_what_triton_would(onnx_file, tmp_path):
 
 
 def test_options_and_batch_sizes():
-    assert parse_batch_sizes("16, 8,8") == (8, 16) and parse_batch_sizes(None) == ()
+    assert parse_batch_sizes("16, 8,8") == (8, 16) and parse_batch_sizes(None, allow_empty=True) == ()
     with pytest.raises(ConfigError, match="whole numbers separated by commas"):
         parse_batch_sizes("8;16")
     with pytest.raises(ConfigError, match="cannot name a folder"):

@@ -11,21 +11,6 @@ from alexnet_deploy.cli._common import console, handle_errors
 from alexnet_deploy.core.errors import ConfigError
 
 
-def parse_batches(text: str) -> tuple[int, ...]:
-    """``"1,8,32"`` -> ``(1, 8, 32)``.
-
-    Raises:
-        ConfigError: not a comma-separated list of positive integers.
-    """
-    try:
-        batches = tuple(int(b) for b in text.split(",") if b.strip())
-    except ValueError:
-        batches = ()
-    if not batches or any(b < 1 for b in batches):
-        raise ConfigError(f"--batch takes positive integers separated by commas (e.g. 1,8,32), not '{text}'.")
-    return batches
-
-
 @handle_errors
 def bench(
     artifacts: Annotated[
@@ -71,11 +56,12 @@ def bench(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from alexnet_deploy import bench as lib
+    from alexnet_deploy.core.values import parse_batch_sizes
 
     if duration_s is not None and iterations is not None:
         raise ConfigError("Give --duration-s or --iterations, not both.")
     config = lib.BenchConfig(
-        batch_sizes=parse_batches(batch),
+        batch_sizes=parse_batch_sizes(batch),
         warmup_s=warmup_s,
         duration_s=5.0 if duration_s is None else duration_s,
         iterations=iterations,

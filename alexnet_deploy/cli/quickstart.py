@@ -45,13 +45,10 @@ def quickstart(
     """
     from alexnet_deploy.cli._progress import progress_bars
     from alexnet_deploy.cli.train import progress_hooks
-    from alexnet_deploy.core.errors import ConfigError
+    from alexnet_deploy.core.values import parse_batch_sizes
     from alexnet_deploy.quickstart import QuickstartOptions, run_quickstart
 
-    try:
-        batches = tuple(int(b) for b in bench_batch.split(",") if b.strip())
-    except ValueError:
-        raise ConfigError(f"--bench-batch takes comma-separated integers, got '{bench_batch}'.") from None
+    batches = parse_batch_sizes(bench_batch, flag="--bench-batch")
     overrides = {k: v for k, v in {"width": width, "image_size": image_size}.items() if v is not None}
     if image_size is not None:
         overrides["resize"] = int(round(image_size * 256 / 224))

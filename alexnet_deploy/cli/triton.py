@@ -41,9 +41,10 @@ def triton(
 
     Several plans of one model for different GPUs share one model (cc_model_filenames); several ONNX files
     become one model each, NAME_<precision>."""
-    from alexnet_deploy.triton import parse_batch_sizes, write_repository
+    from alexnet_deploy.core.values import parse_batch_sizes
+    from alexnet_deploy.triton import write_repository
 
-    preferred = parse_batch_sizes(preferred_batch)
+    preferred = parse_batch_sizes(preferred_batch, flag="--preferred-batch", allow_empty=True)
     options = TritonOptions(name=name, max_batch_size=max_batch_size, preferred_batch=preferred, instances=instances,
                             max_queue_delay_us=max_queue_delay_us, kind=kind, version=version, force=force)  # fmt: skip
     models = write_repository(artifacts, repo, options)

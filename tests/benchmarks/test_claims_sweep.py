@@ -1,4 +1,4 @@
-"""train/paper_claims._sweep: the learning-rate grid widens until the chosen lr is bracketed (no training)."""
+"""benchmarks/claims/runs._sweep: the learning-rate grid widens until the chosen lr is bracketed (no training)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
+from claims import runs as paper_claims
+from claims.runs import ClaimOptions
+from claims.trainer import ClaimData
 
 from alexnet_deploy.core.errors import ConfigError
-from train import paper_claims
-from train.claims import ClaimData
 from train.data import MemoryImageSet
-from train.paper_claims import ClaimOptions
 
 
 class _FakeTrial:

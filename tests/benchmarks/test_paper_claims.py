@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
+import paper_claims  # benchmarks/ is on sys.path (conftest.py)
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-
-import paper_claims  # noqa: E402
 
 
 def _run(claim: str, tmp_path: Path, *extra: str) -> dict:

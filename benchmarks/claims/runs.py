@@ -11,7 +11,7 @@
 * ``pooling``: section 3.4. ``alexnet_paper`` (3x3/2) vs ``alexnet_paper_pool2`` (2x2/2), the demo recipe,
   same number of steps, several seeds: final top-1/top-5 error, paired differences, train/val gap.
 
-Every run uses :class:`train.claims.Trial` (the project's training step and loaders).
+Every run uses :class:`claims.trainer.Trial` (the project's training step and loaders).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 
 from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.manifest import library_versions
-from train.claims import ClaimData, Trial, crossings, load_claim_data, spread
+from claims.trainer import ClaimData, Trial, crossings, load_claim_data, spread
 from train.config import TrainConfig, preset
 
 __all__ = ["ClaimOptions", "cifar_recipe", "machine", "run_dropout", "run_pooling", "run_relu_tanh", "tiny_recipe"]

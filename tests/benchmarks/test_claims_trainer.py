@@ -1,4 +1,4 @@
-"""train/claims.py: the chunked trainer's stream, crossings and ratios, and the CIFAR extraction."""
+"""benchmarks/claims/trainer.py: the chunked trainer's stream, crossings and ratios, and the CIFAR extraction."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import tarfile
 import numpy as np
 import pytest
 import torch
+from claims.trainer import _Stream, crossings, extract_cifar10, first_crossing, spread
 from PIL import Image
 
-from train.claims import _Stream, crossings, extract_cifar10, first_crossing, spread
 from train.data import MemoryImageSet, MemoryLoader, TensorAugment
 
 
@@ -83,7 +83,8 @@ def test_extract_cifar10_takes_per_class_subsets_once(tmp_path):
 def test_the_probe_is_drawn_from_the_training_subset_itself(tiny20):
     # A probe of other images of the training folder would measure held-out error, not training error,
     # and the "train/val gap" would be no gap at all.
-    from train.claims import load_claim_data
+    from claims.trainer import load_claim_data
+
     from train.config import TrainConfig
 
     cfg = TrainConfig(data=str(tiny20), max_train_images=60, image_size=64, resize=72, seed=3)
