@@ -1,23 +1,30 @@
-"""``build``: an FP32 ONNX -> an FP16, BF16 or INT8 engine whose accuracy is proven, in three steps.
+"""``build``: an FP32 ONNX -> an FP16, BF16 or INT8 engine whose accuracy is proven, as a pipeline of steps over
+one frozen :class:`~alexnet_deploy.requests.BuildRequest`, each step returning a frozen result for the next:
 
-1. **Prepare** (:func:`_prepare`): open the source model, decode the evaluation images (their classes checked) and
-   the calibration images, run the FP32 reference, and list the candidate backends: the one asked for, or with
-   ``auto`` every backend that can build *and verify* here (:mod:`alexnet_deploy.selection`). Bad input costs
-   seconds and writes nothing.
-2. **Make the deployable ONNX** (:func:`_deployables`): the FP16 graph (``export.convert_fp16``), the FP32 graph
-   (BF16 is OpenVINO's inference precision on it), or one INT8 Q/DQ graph per Q/DQ form the candidates take
-   (:func:`calib.calibrate_forms`, method ``auto`` by default: minmax, entropy and percentile compared on
-   held-out calibration images).
-3. **Compile and verify** (:func:`_compile_and_verify`) each candidate in a staging folder beside the output,
+1. **prepare** (:func:`_prepare` -> :class:`Prepared`): open the source model, decode the evaluation images (their
+   classes checked) and the calibration images, run the FP32 reference, and list the candidates: the backend
+   asked for, or with ``auto`` every backend that can build *and verify* here
+   (:func:`alexnet_deploy.selection.choose_backends`). Bad input costs seconds and writes nothing.
+2. **deployable ONNX** (:func:`_deployables`): the FP16 graph (``export.convert_fp16``), the FP32 graph (BF16 is
+   OpenVINO's inference precision on it), or one INT8 Q/DQ graph per Q/DQ form the candidates take
+   (:func:`calib.pipeline.calibrate_forms`, method ``auto`` by default: minmax, entropy and percentile compared
+   on held-out calibration images).
+3. **compile, verify** each candidate in a staging folder beside the output
+   (:func:`~alexnet_deploy.selection.compile_candidate`, :func:`~alexnet_deploy.selection.verify_compiled`):
    *that engine file* against the FP32 ONNX on the evaluation images (top-1, top-5, agreement, per-class deltas,
    the gate); an engine that cannot run here (TensorRT-RTX without a supported GPU) is verified on its
-   deployable ONNX in ONNX Runtime, and the sidecar says so. INT8 only: when no candidate passes, the most
-   sensitive layers are left in float, one more at a time (:func:`alexnet_deploy.sensitivity.fallback`).
-   With several passing candidates, their speed is measured side by side with the FP32 engine of each runtime
-   and the fastest is chosen; every candidate's figures go into the sidecar, and an INT8 engine slower than
-   FP32 on its own runtime is said, never chosen silently. The engine is renamed into place, then its sidecar;
-   when the gate fails nothing is written (``force``: written, marked failed) and :class:`BuildGateError` is
-   raised.
+   deployable ONNX in ONNX Runtime, and the sidecar says so.
+4. **fallback** (INT8, :func:`_fallback`): when no candidate passes, the layers are ranked on held-out
+   calibration images (:func:`alexnet_deploy.sensitivity.rank_layers`) and the most sensitive are left in float,
+   one more at a time, each attempt re-quantized, recompiled and re-verified.
+5. **probe speed, choose** (:func:`~alexnet_deploy.selection.probe_speed`, :func:`~alexnet_deploy.selection.choose`):
+   with passing candidates, their speed is measured side by side with the FP32 engine of each runtime and the
+   fastest is chosen; every candidate's figures go into the sidecar, and an INT8 engine slower than FP32 on its
+   runtime is said, never chosen silently.
+6. **write**: the engine is renamed into place, then its sidecar; when the gate fails nothing is written
+   (``force``: written, marked failed) and :class:`BuildGateError` is raised.
+
+Each step is entered from here and calls only downwards (docs/ARCHITECTURE.md draws the path).
 """
 
 from __future__ import annotations
@@ -30,27 +37,29 @@ from typing import Any
 
 import numpy as np
 
+from alexnet_deploy.backends.verification import verify_file
 from alexnet_deploy.core.accuracy import GateResult, metrics
 from alexnet_deploy.core.errors import ConfigError, GateError
 from alexnet_deploy.core.files import output_lock, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn, load_eval_images
 from alexnet_deploy.core.manifest import Manifest, place_artifact
 from alexnet_deploy.core.vocab import BackendName, Precision
-from alexnet_deploy.options import BuildOptions
-from alexnet_deploy.selection import Candidate, choose_backends, probe_speed, select
+from alexnet_deploy.requests import BuildRequest
+from alexnet_deploy.selection import (
+    Candidate,
+    Choice,
+    VerifiedEngine,
+    choose,
+    choose_backends,
+    compile_candidate,
+    probe_speed,
+    verify_compiled,
+)
 
 log = logging.getLogger(__name__)
 
 
-class BuildGateError(GateError):
-    """The engine failed the accuracy gate; ``result`` holds the figures (and ``path`` when forced)."""
-
-    def __init__(self, message: str, result: BuildResult) -> None:
-        super().__init__(message)
-        self.result = result
-
-
-@dataclass
+@dataclass(frozen=True)
 class BuildResult:
     """Everything a build measured and decided; ``path`` is None when nothing was written."""
 
@@ -70,7 +79,7 @@ class BuildResult:
     engine_facts: dict[str, Any] = field(default_factory=dict)
     verified_on: str = ""
     selection: dict[str, Any] = field(default_factory=dict)  # every candidate's figures, and why one was chosen
-    notes: list[str] = field(default_factory=list)  # what a user must hear (an INT8 engine slower than FP32...)
+    notes: tuple[str, ...] = ()  # what a user must hear (an INT8 engine slower than FP32...)
 
     def summary(self) -> dict[str, Any]:
         """The figures a summary table shows."""
@@ -87,8 +96,16 @@ class BuildResult:
         }
 
 
-@dataclass
-class _Inputs:
+class BuildGateError(GateError):
+    """The engine failed the accuracy gate; ``result`` holds the figures (and ``path`` when forced)."""
+
+    def __init__(self, message: str, result: BuildResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class Prepared:
     """What step 1 prepared, shared by every candidate."""
 
     source: Any  # calib.pipeline.SourceModel
@@ -96,7 +113,7 @@ class _Inputs:
     reference: np.ndarray  # FP32 logits on ``images``
     fp32: dict[str, Any]
     data: Any  # calib.reader.CalibrationData, INT8 only
-    candidates: list[Candidate]
+    candidates: tuple[Candidate, ...]
     reason: str
 
 
@@ -113,9 +130,7 @@ def default_output(model: str | Path, precision: str, backend: str | BackendName
 def build(
     model: str | Path,
     eval_data: str | Path,
-    calib_data: str | Path | None = None,
-    options: BuildOptions | None = None,
-    *,
+    request: BuildRequest | None = None,
     out: str | Path | None = None,
     progress: ProgressFn | None = None,
 ) -> BuildResult:
@@ -124,8 +139,7 @@ def build(
     Args:
         model: the FP32 ONNX.
         eval_data: images for the accuracy gate (an ImageFolder, or a root whose ``val/`` is used).
-        calib_data: INT8 calibration images (an ImageFolder, or a root whose ``train/`` is used).
-        options: :class:`BuildOptions`.
+        request: :class:`BuildRequest` (INT8 calibration images in ``request.calibration.data``).
         out: the engine file (default: :func:`default_output` of the chosen backend); with ``auto``, its ending
             (``.onnx`` / ``.plan``) limits the candidates to backends that write such files.
 
@@ -136,143 +150,174 @@ def build(
         BuildGateError: the gate failed (nothing written unless ``force``); ``.result`` has the figures.
         DataError / ArtifactError / ConfigError / MissingBackendError: bad inputs, caught before anything is written.
     """
-    options = options or BuildOptions()
+    request = request or BuildRequest()
     out = Path(out) if out is not None else None
     if out is not None and out.is_dir():
         raise ConfigError(f"The output {out} is a folder; give a file name.")
     with output_lock(out) if out is not None else contextlib.nullcontext():
-        inputs = _prepare(model, eval_data, calib_data, options, out, progress)
-        with work_dir(out or inputs.source.path, "build") as staging:
-            calibrations = _deployables(inputs, options, staging, progress)
-            for cand in inputs.candidates:
-                _compile_and_verify(cand, inputs, options, progress)
-            chosen = _choose(inputs, options, calibrations, staging, progress)
-            result = _result(inputs, options, chosen, calibrations)
-            if result.passed or options.force:
-                target = out or default_output(inputs.source.path, options.precision, chosen.backend)
+        prepared = _prepare(model, eval_data, request, out, progress)
+        with work_dir(out or prepared.source.path, "build") as staging:
+            deployables, calibrations = _deployables(prepared, request, staging, progress)
+            verified = [
+                _compile_and_verify(c, deployables[c.form], prepared, request, progress) for c in prepared.candidates
+            ]
+            if request.precision is Precision.INT8 and not any(v.passed for v in verified):
+                verified, calibrations = _fallback(verified, prepared, calibrations, request, progress)
+            choice = _choose(verified, prepared, request, progress)
+            result = _result(prepared, request, choice, calibrations)
+            if result.passed or request.force:
+                target = out or default_output(prepared.source.path, request.precision, result.backend)
                 with output_lock(target) if out is None else contextlib.nullcontext():
-                    place_artifact(chosen.engine, target, _manifest(inputs, result, chosen))
-                result.path = target
+                    place_artifact(choice.chosen.compiled.engine, target, _manifest(prepared, result, choice.chosen))
+                result = replace(result, path=target)
     if not result.passed:
-        where = f"; written anyway to {result.path} (marked failed)" if options.force else "; no engine was written"
+        where = f"; written anyway to {result.path} (marked failed)" if request.force else "; no engine was written"
         raise BuildGateError(
             f"The {result.precision} engine failed the accuracy gate: {result.gate.reason}{where}.", result
         )
     return result
 
 
-def _prepare(model, eval_data, calib_data, options: BuildOptions, out: Path | None, progress) -> _Inputs:
-    from calib.pipeline import fp32_logits, open_source_model
+def _prepare(model, eval_data, request: BuildRequest, out: Path | None, progress) -> Prepared:
+    from calib.pipeline import open_source_model
 
     source = open_source_model(model)
-    candidates, reason = choose_backends(options.precision, options.backend, out)
+    candidates, reason = choose_backends(request.precision, request.backend, out)
     log.info("Backend: %s.", reason)
     images = load_eval_images(
-        eval_data, source.manifest.classes, source.preprocessing, limit=options.eval_limit, progress=progress
+        eval_data, source.manifest.classes, source.preprocessing, limit=request.verify.limit, progress=progress
     )
     data = None
-    if options.precision is Precision.INT8:
+    if request.precision is Precision.INT8:
         from calib.reader import load_calibration_data
 
-        if calib_data is None:
+        if request.calibration.data is None:
             raise ConfigError("An INT8 build needs calibration images (--calib-data).")
         # Held-out images are loaded even for one method: the fallback ranks layers on them, not on eval data.
-        data = load_calibration_data(
-            calib_data, source.preprocessing, num_images=options.num_calib_images,
-            holdout_images=options.holdout_images, seed=options.seed, progress=progress,
-        )  # fmt: skip
-    reference = fp32_logits(source, images)
+        data = load_calibration_data(request.calibration, source.preprocessing, progress=progress)
+    reference = verify_file(source.path, images, request=request.verify, progress=progress).logits
     fp32 = metrics(reference, images.targets, len(source.manifest.classes))
-    return _Inputs(source, images, reference, fp32, data, candidates, reason)
+    return Prepared(source, images, reference, fp32, data, tuple(candidates), reason)
 
 
-def _deployables(inputs: _Inputs, options: BuildOptions, staging: Path, progress) -> dict[str, Any]:
-    """Write each candidate's deployable ONNX into ``staging``; return the calibrations by Q/DQ form (INT8)."""
-    source, precision = inputs.source, options.precision
+def _deployables(prepared: Prepared, request: BuildRequest, staging: Path, progress) -> tuple[dict, dict]:
+    """Each candidate's deployable ONNX, written into ``staging``: ``({form or None: path}, {form: calibration})``
+    (the calibrations, INT8 only, by Q/DQ form)."""
+    source, precision = prepared.source, request.precision
     if precision is Precision.BF16:  # OpenVINO computes in bf16 from the FP32 graph itself
-        for cand in inputs.candidates:
-            cand.deployable = source.path
-        return {}
+        return {None: source.path}, {}
     if precision is Precision.FP16:
         from export import convert_fp16
 
         deployable = staging / "model.fp16.onnx"
-        convert_fp16(source.path, deployable, eval_data=inputs.images.root)
-        for cand in inputs.candidates:
-            cand.deployable = deployable
-        return {}
-    from calib.pipeline import calibrate_forms, write_calibrated
-    from calib.qdq import form_named
+        convert_fp16(source.path, deployable, eval_data=prepared.images.root)
+        return {None: deployable}, {}
+    from calib.pipeline import calibrate_forms
 
-    forms = sorted({c.form for c in inputs.candidates})
-    per_form = calibrate_forms(
-        source, None, [form_named(f) for f in forms], method=options.calib_method, options=options.calibration,
-        cache_dir=options.cache_dir, use_cache=options.use_cache, data=inputs.data, progress=progress,
-        work_beside=staging / "calibration",
+    forms = tuple(sorted({c.form for c in prepared.candidates}))
+    work = staging / "calibration"
+    work.mkdir()
+    calibrations = calibrate_forms(
+        source, replace(request.calibration, forms=forms), work, prepared.data, progress
     )  # fmt: skip
-    for name, calibration in per_form.items():
-        write_calibrated(source, calibration, staging / f"model.int8.{name}.onnx")
-    for cand in inputs.candidates:
-        cand.deployable = staging / f"model.int8.{cand.form}.onnx"
-    return per_form
+    return {form: c.path for form, c in calibrations.items()}, calibrations
 
 
-def _compile_and_verify(cand: Candidate, inputs: _Inputs, options: BuildOptions, progress) -> None:
-    """Compile ``cand.deployable`` for its backend into the staging folder and verify the file written."""
-    from alexnet_deploy.selection import compile_candidate, verify_candidate
-
-    compile_candidate(cand, inputs.source.manifest, options.precision, options.engine_options)
-    verify_candidate(cand, inputs.images, inputs.reference, options.gate, options.batch_size, options.threads,
-                     progress)  # fmt: skip
+def _compile_and_verify(cand: Candidate, deployable: Path, prepared: Prepared, request: BuildRequest, progress):
+    """Step 3 for one candidate: compile its deployable ONNX, then verify the file written."""
+    compiled = compile_candidate(cand, deployable, prepared.source.manifest, request)
+    return verify_compiled(compiled, prepared.images, prepared.reference, request.verify, progress)
 
 
-def _choose(inputs: _Inputs, options: BuildOptions, calibrations, staging: Path, progress) -> Candidate:
-    """The fastest passing candidate (measured when there is a choice), or the fallback's when none passes."""
-    passing = [c for c in inputs.candidates if c.gate.passed]
-    if not passing and options.precision is Precision.INT8 and options.max_fallback_layers > 0:
-        from alexnet_deploy.sensitivity import fallback
+def _fallback(verified: list[VerifiedEngine], prepared: Prepared, calibrations: dict, request: BuildRequest, progress):
+    """No INT8 candidate passed: leave the most sensitive layers of the one closest to FP32 in float, one more at a
+    time (at most ``request.max_fallback_layers``), until it passes the gate.
 
-        best = max(inputs.candidates, key=lambda c: c.comparison["agreement_top1"])
-        fallback(best, inputs, calibrations[best.form], options, progress)
-        passing = [best] if best.gate.passed else []
-    if not passing:
-        return select(inputs.candidates, options.backend)
-    measurable = [c for c in passing if c.engine_run]
-    if options.probe_batches and measurable:  # also for one candidate: is it faster than FP32 on its runtime?
-        probe_speed(measurable, inputs.source.path, options.probe_batches, options.probe_seconds, options.threads,
-                    progress)  # fmt: skip
-    return select(inputs.candidates, options.backend)
+    The layers are ranked on held-out *calibration* images (never the evaluation set); each attempt re-quantizes
+    the candidate's deployable ONNX, recompiles and re-verifies it.
+
+    Returns:
+        The candidates with that one replaced by its last attempt (whose ``fallback`` records the ranking and
+        every attempt), and the calibrations with its form's replaced by the one it was quantized with.
+    """
+    from alexnet_deploy.sensitivity import rank_layers
+    from calib.pipeline import requantize
+
+    if request.max_fallback_layers < 1:
+        return verified, calibrations
+    best = max(verified, key=lambda v: v.comparison["agreement_top1"])
+    src, data, calibration = prepared.source, prepared.data, calibrations[best.candidate.form]
+    rank_images = data.holdout if data.holdout is not None and len(data.holdout) else data.calibration
+    reference = verify_file(src.path, rank_images).logits
+    ranking = rank_layers(src.path, calibration, rank_images, reference, progress)
+    attempts, current, requantized = [_attempt([], best)], best, calibration
+    for k in range(1, min(request.max_fallback_layers, len(ranking)) + 1):
+        excluded = ranking[:k]
+        log.warning("The gate failed; leaving %s in float.", ", ".join(r.label for r in excluded))
+        requantized = requantize(src, calibration, tuple(r.node for r in excluded), best.compiled.deployable)
+        current = _compile_and_verify(best.candidate, requantized.path, prepared, request, progress)
+        attempts.append(_attempt([r.label for r in excluded], current))
+        if current.passed:
+            break
+    record = {
+        "ranked_on": f"{len(rank_images)} held-out calibration images (not the evaluation set)",
+        "ranking": [r.to_dict() for r in ranking],
+        "attempts": attempts,
+        "float_layers": attempts[-1]["float_layers"],
+        "float_nodes": list(requantized.excluded),
+        "max_layers": request.max_fallback_layers,
+    }
+    fixed = replace(current, fallback=record)
+    return [fixed if v is best else v for v in verified], calibrations | {best.candidate.form: requantized}
 
 
-def _result(inputs: _Inputs, options: BuildOptions, chosen: Candidate, calibrations) -> BuildResult:
-    calibration = calibrations.get(chosen.form) if chosen.form else None
-    if calibration is not None:
-        calibration.mark_chosen()
-    passed = chosen.gate.passed
+def _attempt(float_layers: list[str], v: VerifiedEngine) -> dict[str, Any]:
+    return {
+        "float_layers": float_layers,
+        "top1": v.metrics["top1"],
+        "top5": v.metrics["top5"],
+        "agreement_top1": v.comparison["agreement_top1"],
+        "passed": v.passed,
+    }
+
+
+def _choose(verified: list[VerifiedEngine], prepared: Prepared, request: BuildRequest, progress) -> Choice:
+    """The fastest passing candidate, measured when there is a choice (and for one candidate: is it faster than
+    FP32 on its runtime?)."""
+    measurable = [v for v in verified if v.passed and v.engine_run]
+    speeds = {}
+    if request.probe.batches and measurable:
+        speeds = probe_speed(measurable, prepared.source.path, request.probe, request.verify.threads, progress)
+    return choose(verified, speeds, request.backend)
+
+
+def _result(prepared: Prepared, request: BuildRequest, choice: Choice, calibrations: dict) -> BuildResult:
+    chosen = choice.chosen
+    calibration = calibrations.get(chosen.candidate.form) if chosen.candidate.form else None
     return BuildResult(
         path=None,
-        backend=chosen.backend.value,
-        backend_reason=inputs.reason,
-        precision=options.precision.value,
-        passed=passed,
-        forced=options.force and not passed,
+        backend=chosen.candidate.backend.value,
+        backend_reason=prepared.reason,
+        precision=request.precision.value,
+        passed=chosen.passed,
+        forced=request.force and not chosen.passed,
         gate=chosen.gate,
-        fp32=inputs.fp32,
+        fp32=prepared.fp32,
         engine=chosen.metrics,
         comparison=chosen.comparison,
-        eval_data=str(inputs.images.root),
+        eval_data=str(prepared.images.root),
         calibration=calibration.to_dict() if calibration else None,
         fallback=chosen.fallback,
         engine_facts=chosen.facts,
         verified_on=chosen.verified_on,
-        selection=chosen.selection,
-        notes=list(chosen.notes),
+        selection=choice.selection,
+        notes=choice.notes,
     )
 
 
-def _manifest(inputs: _Inputs, result: BuildResult, chosen: Candidate) -> Manifest:
+def _manifest(prepared: Prepared, result: BuildResult, chosen: VerifiedEngine) -> Manifest:
     """The engine's sidecar: what it is, how it was made, and what it measured."""
-    source, images = inputs.source, inputs.images
+    source, images = prepared.source, prepared.images
     classes = list(source.manifest.classes)
     accuracy = {
         "eval_data": result.eval_data,
@@ -288,11 +333,12 @@ def _manifest(inputs: _Inputs, result: BuildResult, chosen: Candidate) -> Manife
         "per_class_top1_delta": dict(zip(classes, result.comparison["per_class_top1_delta"], strict=True)),
         "verified_file_sha256": chosen.verified_sha256,
         "verified_on": chosen.verified_on,
-        "verified_with": chosen.verified_with,
+        "verified_with": chosen.verification.runner,
     }
     gate = result.gate.to_dict() | {"status": "passed" if result.passed else "failed", "forced": result.forced}
     return replace(
-        chosen.provisional,
+        chosen.compiled.provisional,
+        engine=chosen.facts,
         calibration=result.calibration or {},
         accuracy=accuracy,
         gate=gate,
@@ -300,12 +346,12 @@ def _manifest(inputs: _Inputs, result: BuildResult, chosen: Candidate) -> Manife
             "path": str(source.path),
             "sha256": source.sha256,
             "precision": "fp32",
-            "deployable_onnx_sha256": chosen.deployable_sha256,
+            "deployable_onnx_sha256": chosen.compiled.deployable_sha256,
         },  # fmt: skip
         extra={
             "backend_reason": result.backend_reason,
             "fallback": result.fallback,
             "selection": result.selection,
-            "notes": result.notes,
+            "notes": list(result.notes),
         },  # fmt: skip
     )

@@ -139,13 +139,13 @@ def _train(opts: QuickstartOptions, data: Path, data_key: str, stages: _Stages, 
 
 
 def _export(checkpoint: Path, out: Path, precision: str, val: Path, data_key: str, stages: _Stages) -> Path:
-    from export import export_onnx
+    from export import ExportRequest, export_onnx
 
     path = out / f"model.{precision}.onnx"
     key = sha256_text(sha256_file(checkpoint), precision, data_key)
 
     def do() -> str:
-        export_onnx(checkpoint, path, precision=precision, eval_data=val)
+        export_onnx(checkpoint, path, ExportRequest(precision=precision, parity_data=val))
         return str(path)
 
     stages.run(f"export-{precision}", key, [path], do)
@@ -154,7 +154,10 @@ def _export(checkpoint: Path, out: Path, precision: str, val: Path, data_key: st
 
 def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, progress) -> dict[str, Any]:
     from alexnet_deploy.backends import backend_spec
-    from alexnet_deploy.build import BuildGateError, BuildOptions, build
+    from alexnet_deploy.build import BuildGateError, build
+    from alexnet_deploy.core.accuracy import EvalRequest
+    from alexnet_deploy.requests import BuildRequest
+    from calib.request import CalibrationRequest
 
     # The output's ending tells auto which engines to measure: plans where TensorRT runs here, else ONNX engines
     # (ONNX Runtime, OpenVINO).
@@ -162,16 +165,17 @@ def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, pr
         opts.backend == "auto" and backend_spec("tensorrt").status().can_run
     )
     path = opts.out / ("model.int8.plan" if plan else "model.int8.onnx")
-    options = BuildOptions(
-        backend=opts.backend, num_calib_images=opts.calib_images, holdout_images=opts.holdout_images,
-        eval_limit=opts.eval_limit, threads=opts.threads,
-    )  # fmt: skip
-    key = sha256_text(sha256_file(fp32), str(options.backend), data_key, str(opts.calib_images),
+    request = BuildRequest(
+        backend=opts.backend,
+        verify=EvalRequest(threads=opts.threads, limit=opts.eval_limit),
+        calibration=CalibrationRequest(data=data, num_images=opts.calib_images, holdout_images=opts.holdout_images),
+    )
+    key = sha256_text(sha256_file(fp32), str(request.backend), data_key, str(opts.calib_images),
                       str(opts.holdout_images), str(opts.eval_limit))  # fmt: skip
 
     def do() -> dict[str, Any]:
         try:
-            r = build(fp32, data, data, options, out=path, progress=progress)
+            r = build(fp32, data, request, out=path, progress=progress)
             reason = ""
         except BuildGateError as exc:
             r, reason = exc.result, str(exc)
@@ -184,7 +188,7 @@ def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, pr
             "gate": asdict(r.gate),
             "calibration": r.calibration,
             "selection": r.selection,
-            "notes": r.notes,
+            "notes": list(r.notes),
         }
 
     value = stages.run("build-int8", key, [path], do)
@@ -195,33 +199,34 @@ def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, pr
 
 
 def _verify(opts, artifacts: list[Path], fp32: Path, data: Path, data_key: str, stages: _Stages, progress) -> list:
-    from alexnet_deploy.core.accuracy import Gate
+    from alexnet_deploy.core.accuracy import EvalRequest
     from alexnet_deploy.core.images import describe_skipped, load_eval_images
-    from alexnet_deploy.verify import evaluate
 
     key = sha256_text(*(sha256_file(a) for a in artifacts), data_key, str(opts.eval_limit))
 
     def do() -> list[dict[str, Any]]:
         from alexnet_deploy.backends import describe_artifact
+        from alexnet_deploy.backends.verification import verify_file
 
         info = describe_artifact(fp32)
         images = load_eval_images(
             data, info.classes, info.require_preprocessing(), limit=opts.eval_limit, progress=progress
         )
-        ref = evaluate(fp32, data, images=images, threads=opts.threads, progress=progress)
+        request = EvalRequest(threads=opts.threads)
+        ref = verify_file(info, images, request=request, progress=progress)
         rows = []
         for a in artifacts:
-            rep = ref if a == fp32 else evaluate(a, data, images=images, reference_logits=ref.logits, gate=Gate(),
-                                                 threads=opts.threads, progress=progress)  # fmt: skip
+            art = describe_artifact(a)
+            found = ref if a == fp32 else verify_file(art, images, ref.logits, request, progress=progress)
             rows.append({
                 "artifact": str(a),
-                "backend": rep.runner.split(" ")[0],
-                "precision": rep.precision,
-                "top1": rep.accuracy["top1"],
-                "top5": rep.accuracy["top5"],
-                "agreement": rep.reference["agreement_top1"] if rep.reference else 100.0,
-                "num_images": rep.accuracy["num_images"],
-                **describe_skipped(rep.skipped),
+                "backend": art.backend.value,
+                "precision": art.precision,
+                "top1": found.metrics["top1"],
+                "top5": found.metrics["top5"],
+                "agreement": found.agreement if found.agreement is not None else 100.0,
+                "num_images": found.metrics["num_images"],
+                **describe_skipped(images.skipped),
             })  # fmt: skip
         return rows
 

@@ -1,16 +1,18 @@
-"""Which engine a build keeps: the candidate backends and Q/DQ forms, compiled, verified, measured, chosen.
+"""The steps a build's candidates go through, each returning a frozen result for the next:
 
-* :func:`choose_backends`: the backend asked for, or with ``auto`` every backend of the registry that can both
-  build and *run* here (an engine that cannot be verified on this machine is never picked unless asked for),
-  with one candidate per Q/DQ form it takes (INT8).
-* :func:`compile_candidate` / :func:`verify_candidate`: the engine file in the staging folder with a provisional
-  sidecar, and the accuracy of *that file*; an engine that cannot run here (TensorRT-RTX without a supported
-  GPU) is verified on the deployable ONNX it was compiled from, in ONNX Runtime, and says so (``verified_on``,
-  ``engine_run: false``).
-* :func:`probe_speed`: a short side-by-side measurement (the bench harness, interleaved) of every passing
-  candidate and of the FP32 model on each candidate's runtime.
-* :func:`select`: the fastest passing candidate (geometric mean of images/s over the probe's batch sizes), the
-  figures of every candidate, why it won, and a note whenever the chosen engine is slower than FP32 on its runtime.
+* :func:`choose_backends` -> :class:`Candidate`\\ s: the backend asked for, or with ``auto`` every backend of the
+  registry that can both build and *run* here (an engine that cannot be verified on this machine is never picked
+  unless asked for), one candidate per Q/DQ form it compiles (INT8);
+* :func:`compile_candidate` -> :class:`CompiledEngine`: the engine file in the staging folder with a provisional
+  sidecar;
+* :func:`verify_compiled` -> :class:`VerifiedEngine`: the accuracy of *that file*
+  (:func:`~alexnet_deploy.backends.verification.verify_file`); an engine that cannot run here (TensorRT-RTX
+  without a supported GPU) is verified on the deployable ONNX it was compiled from, in ONNX Runtime, and says so;
+* :func:`probe_speed` -> :class:`Speed` per candidate: a short side-by-side measurement (the bench harness,
+  interleaved) of every passing candidate and of the FP32 model on each candidate's runtime;
+* :func:`choose` -> :class:`Choice`: the fastest passing candidate (geometric mean of images/s over the probe's
+  batch sizes), the figures of every candidate, why it won, and a note whenever the chosen engine is slower than
+  FP32 on its runtime.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from alexnet_deploy.backends import BackendSpec, BackendStatus, backend_spec, backends, describe_artifact, runner_for
-from alexnet_deploy.core.accuracy import Gate, GateResult, compare, metrics, run_logits
+from alexnet_deploy.backends.verification import verify_file
+from alexnet_deploy.core.accuracy import EvalRequest, GateResult, Verification
 from alexnet_deploy.core.errors import ConfigError, MissingBackendError
 from alexnet_deploy.core.files import sha256_file
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
@@ -33,39 +36,16 @@ from alexnet_deploy.core.vocab import BackendName, Precision
 
 log = logging.getLogger(__name__)
 
-_FORMS = {  # the Q/DQ forms each backend runs (INT8)
-    BackendName.ONNXRUNTIME: ("tensorrt", "onnxruntime"),
-    BackendName.OPENVINO: ("tensorrt", "onnxruntime"),
-    BackendName.TENSORRT: ("tensorrt",),
-    BackendName.TENSORRT_RTX: ("tensorrt",),
-}
 _KIND_OF_SUFFIX = {".onnx": "onnx", ".plan": "plan", ".engine": "plan"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Candidate:
-    """One engine a build may keep, and everything measured about it."""
+    """One engine a build may keep: a backend, what it can do here, and (INT8) the Q/DQ form it compiles."""
 
     spec: BackendSpec
     status: BackendStatus
     form: str | None  # the Q/DQ form (INT8), else None
-    deployable: Path | None = None  # the ONNX it is compiled from
-    engine: Path | None = None  # the compiled file, in the staging folder
-    facts: dict[str, Any] = field(default_factory=dict)
-    provisional: Manifest | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    comparison: dict[str, Any] = field(default_factory=dict)
-    gate: GateResult | None = None
-    engine_run: bool = False
-    verified_on: str = ""
-    verified_with: str = ""
-    verified_sha256: str = ""
-    deployable_sha256: str = ""
-    speed: dict[int, dict[str, float]] = field(default_factory=dict)  # batch -> median_ms, images_per_s
-    fp32_speed: dict[int, dict[str, float]] = field(default_factory=dict)  # the same runtime's FP32 model
-    fallback: dict[str, Any] = field(default_factory=dict)
-    selection: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def backend(self) -> BackendName:
@@ -75,29 +55,80 @@ class Candidate:
     def label(self) -> str:
         return f"{self.backend.value}" + (f" ({self.form} form)" if self.form else "")
 
+
+@dataclass(frozen=True)
+class CompiledEngine:
+    """A candidate compiled: the ONNX it came from, the engine file (staging folder) and its provisional sidecar."""
+
+    candidate: Candidate
+    deployable: Path
+    deployable_sha256: str
+    engine: Path
+    facts: dict[str, Any]
+    provisional: Manifest
+
+
+@dataclass(frozen=True)
+class VerifiedEngine:
+    """A compiled engine and its accuracy against FP32: what ran (``engine_run``), on what, and the verdict."""
+
+    compiled: CompiledEngine
+    verification: Verification
+    engine_run: bool
+    verified_on: str
+    verified_sha256: str
+    fallback: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def candidate(self) -> Candidate:
+        return self.compiled.candidate
+
+    @property
+    def label(self) -> str:
+        return self.candidate.label
+
+    @property
+    def gate(self) -> GateResult:
+        return self.verification.gate  # type: ignore[return-value]  # always compared with FP32
+
+    @property
+    def passed(self) -> bool:
+        return self.verification.passed
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.verification.metrics
+
+    @property
+    def comparison(self) -> dict[str, Any]:
+        return self.verification.comparison or {}
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The engine facts for the sidecar, with what was verified."""
+        return self.compiled.facts | {"engine_run": self.engine_run, "verified_on": self.verified_on}
+
+
+@dataclass(frozen=True)
+class Speed:
+    """A candidate's measured speed, and the FP32 model's on the same runtime: batch -> median_ms, images_per_s."""
+
+    engine: dict[int, dict[str, float]] = field(default_factory=dict)
+    fp32: dict[int, dict[str, float]] = field(default_factory=dict)
+
     def score(self) -> float | None:
         """Geometric mean of images/s over the probe's batch sizes (``None`` when not measured)."""
-        rates = [s["images_per_s"] for s in self.speed.values() if s["images_per_s"] > 0]
+        rates = [s["images_per_s"] for s in self.engine.values() if s["images_per_s"] > 0]
         return math.exp(sum(map(math.log, rates)) / len(rates)) if rates else None
 
-    def figures(self) -> dict[str, Any]:
-        """The sidecar's record of this candidate."""
-        return {
-            "backend": self.backend.value,
-            "form": self.form,
-            "passed": bool(self.gate and self.gate.passed),
-            "agreement_top1": self.comparison.get("agreement_top1"),
-            "top1": self.metrics.get("top1"),
-            "top5": self.metrics.get("top5"),
-            "verified_on": self.verified_on,
-            "speed": {str(b): s for b, s in self.speed.items()},
-            "fp32_speed": {str(b): s for b, s in self.fp32_speed.items()},
-            "images_per_s_geomean": self.score(),
-        }
 
+@dataclass(frozen=True)
+class Choice:
+    """The engine kept, the record of every candidate and why this one, and what a user must hear."""
 
-def _forms(name: BackendName, precision: Precision) -> tuple[str | None, ...]:
-    return _FORMS.get(name, ("tensorrt",)) if precision is Precision.INT8 else (None,)
+    chosen: VerifiedEngine
+    selection: dict[str, Any]
+    notes: tuple[str, ...] = ()
 
 
 def _refusal(spec: BackendSpec, precision: Precision, kind: str | None) -> str | None:
@@ -109,6 +140,11 @@ def _refusal(spec: BackendSpec, precision: Precision, kind: str | None) -> str |
     if kind is not None and spec.runs != kind:
         return f"it writes {spec.runs} files, not the {kind} file the output's name asks for"
     return None
+
+
+def _candidates(spec: BackendSpec, status: BackendStatus, precision: Precision) -> list[Candidate]:
+    forms = (spec.forms or ("tensorrt",)) if precision is Precision.INT8 else (None,)
+    return [Candidate(spec, status, form) for form in forms]
 
 
 def choose_backends(precision: Precision, backend: BackendName, out: Path | None = None) -> tuple[list[Candidate], str]:
@@ -130,14 +166,14 @@ def choose_backends(precision: Precision, backend: BackendName, out: Path | None
         reason = f"{spec.name}, as asked for"
         if not status.can_run:
             reason += f"; its engine cannot run here ({status.reason}), so it is verified on its deployable ONNX"
-        return [Candidate(spec, status, form) for form in _forms(spec.name, precision)], reason
+        return _candidates(spec, status, precision), reason
     chosen, skipped, unverifiable = [], [], []
     for spec in backends():
         refusal = _refusal(spec, precision, kind)
         if refusal is None:
             status = spec.status()
             if status.can_build and status.can_run:
-                chosen += [Candidate(spec, status, form) for form in _forms(spec.name, precision)]
+                chosen += _candidates(spec, status, precision)
                 continue
             refusal = status.reason if not status.can_build else f"it cannot run (or be verified) here: {status.reason}"
             if status.can_build:
@@ -155,142 +191,162 @@ def choose_backends(precision: Precision, backend: BackendName, out: Path | None
     return chosen, reason
 
 
-def compile_candidate(cand: Candidate, source: Manifest, precision: Precision, engine_options: dict) -> None:
-    """Compile ``cand.deployable`` into ``STAGING/<backend>-<form>/model.<suffix>`` with a provisional sidecar."""
-    module = cand.spec.load()
-    options = engine_options.get(cand.backend) or module.BuildOptions()
-    if precision is Precision.BF16:
+def compile_candidate(cand: Candidate, deployable: Path, source: Manifest, request) -> CompiledEngine:
+    """Compile ``deployable`` for the candidate's backend into ``<its folder>/<backend>-<form>/model.<suffix>``,
+    with a provisional sidecar (runners check an engine against its sidecar).
+
+    Args:
+        source: the FP32 model's sidecar (model, classes, input, output, preprocessing are carried over).
+        request: the :class:`~alexnet_deploy.requests.BuildRequest` (precision, this backend's options).
+    """
+    options = request.engine_options(cand.spec)
+    if request.precision is Precision.BF16:
         options = replace(options, inference_precision="bf16")
-    folder = cand.deployable.parent / f"{cand.backend.value}-{cand.form or precision.value}"
+    folder = deployable.parent / f"{cand.backend.value}-{cand.form or request.precision.value}"
     folder.mkdir(exist_ok=True)
-    cand.engine = folder / f"model.{cand.spec.suffix}"
-    facts = dict(module.build(cand.deployable, cand.engine, options))
+    engine = folder / f"model.{cand.spec.suffix}"
+    facts = dict(cand.spec.load().compile_engine(deployable, engine, options))
     facts.setdefault("backend", cand.backend.value)
-    cand.facts = facts
-    cand.deployable_sha256 = sha256_file(cand.deployable)
-    cand.provisional = Manifest(
+    provisional = Manifest(
         kind=cand.spec.runs,
         model=dict(source.model),
         classes=list(source.classes),
         input=dict(source.input),
         output=dict(source.output),
         preprocessing=dict(source.preprocessing),
-        precision=precision.value,
+        precision=request.precision.value,
         engine=facts,
     )
-    save_manifest(cand.engine, cand.provisional)  # runners check an engine against its sidecar
+    save_manifest(engine, provisional)
+    return CompiledEngine(cand, deployable, sha256_file(deployable), engine, facts, provisional)
 
 
-def verify_candidate(
-    cand: Candidate,
+def verify_compiled(
+    compiled: CompiledEngine,
     images: PreparedImages,
     reference: np.ndarray,
-    gate: Gate,
-    batch_size: int,
-    threads: int | None,
-    progress: ProgressFn | None,
-) -> None:
+    request: EvalRequest,
+    progress: ProgressFn | None = None,
+) -> VerifiedEngine:
     """The accuracy of the compiled file (or, where it cannot run here, of its deployable ONNX) against FP32."""
-    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
-
-    cand.engine_run = cand.status.can_run
-    if cand.engine_run:
-        runner = runner_for(describe_artifact(cand.engine), threads=threads)
-        cand.verified_sha256 = sha256_file(cand.engine)
+    cand = compiled.candidate
+    if cand.status.can_run:
+        found = verify_file(compiled.engine, images, reference, request, progress=progress)
+        sha, on = sha256_file(compiled.engine), f"the engine file itself, run by {found.runner}"
     else:
-        runner = OnnxRuntimeRunner(cand.deployable, threads=threads, precision=cand.provisional.precision)
-        cand.verified_sha256 = cand.deployable_sha256
-    with runner:
-        logits = run_logits(runner, images, batch_size, progress, task=f"Verifying {cand.label}")
-        cand.verified_with = runner.name
-    cand.verified_on = (
-        f"the engine file itself, run by {runner.name}"
-        if cand.engine_run
-        else f"the deployable ONNX in ONNX Runtime, not the {cand.backend} engine ({cand.status.reason})"
-    )
-    cand.facts["engine_run"] = cand.engine_run
-    cand.facts["verified_on"] = cand.verified_on
-    cand.comparison = compare(logits, reference, images.targets)
-    cand.metrics = metrics(logits, images.targets, len(images.classes))
-    cand.gate = gate.check(cand.comparison)
-    if not cand.gate.passed:
-        log.warning("%s failed the gate: %s.", cand.label, cand.gate.reason)
+        found = verify_file(compiled.deployable, images, reference, request, BackendName.ONNXRUNTIME, progress)
+        sha = compiled.deployable_sha256
+        on = f"the deployable ONNX in ONNX Runtime, not the {cand.backend} engine ({cand.status.reason})"
+    verified = VerifiedEngine(compiled, found, cand.status.can_run, on, sha)
+    if not verified.passed:
+        log.warning("%s failed the gate: %s.", cand.label, verified.gate.reason)
+    return verified
 
 
 def probe_speed(
-    candidates: list[Candidate],
+    verified: list[VerifiedEngine],
     fp32_onnx: Path,
-    batches: tuple[int, ...],
-    seconds: float,
+    probe,
     threads: int | None,
     progress: ProgressFn | None = None,
-) -> None:
-    """Measure every candidate and the FP32 model on each candidate's runtime, side by side (interleaved)."""
+) -> dict[str, Speed]:
+    """Measure every engine and the FP32 model on each engine's runtime, side by side (interleaved).
+
+    Args:
+        probe: the :class:`~alexnet_deploy.requests.ProbeRequest` (batch sizes, seconds).
+
+    Returns:
+        ``{candidate label: Speed}``.
+    """
     from alexnet_deploy.bench import BenchConfig, BenchTarget, run_benchmark
 
     source = describe_artifact(fp32_onnx)
     targets, fp32_label = [], {}
-    for cand in candidates:
-        targets.append(BenchTarget(cand.label, runner_for(describe_artifact(cand.engine), threads=threads),
+    for v in verified:
+        cand = v.candidate
+        targets.append(BenchTarget(cand.label, runner_for(describe_artifact(v.compiled.engine), threads=threads),
                                    image_shape=source.input_shape))  # fmt: skip
         if cand.backend not in fp32_label and source.kind == "onnx" and cand.spec.runs == "onnx":
             fp32_label[cand.backend] = f"{cand.backend.value} fp32"
             targets.append(BenchTarget(fp32_label[cand.backend], runner_for(source, cand.backend, threads=threads),
                                        image_shape=source.input_shape))  # fmt: skip
-    limit = min((t.runner.max_batch or max(batches)) for t in targets)
+    limit = min((t.runner.max_batch or max(probe.batches)) for t in targets)
     config = BenchConfig(
-        batch_sizes=tuple(sorted({min(b, limit) for b in batches})),
+        batch_sizes=tuple(sorted({min(b, limit) for b in probe.batches})),
         warmup_s=0.2,
-        duration_s=seconds,
+        duration_s=probe.seconds,
         rounds=2,
         switch_warmup_s=0.1,
     )
     report = run_benchmark(
         targets, config, progress=(lambda text: progress(f"Speed probe: {text}", 0, 0)) if progress else None
     )
-    speeds: dict[str, dict[int, dict[str, float]]] = {}
+    measured: dict[str, dict[int, dict[str, float]]] = {}
     for m in report.measurements:
-        speeds.setdefault(m.label, {})[m.batch] = {
+        measured.setdefault(m.label, {})[m.batch] = {
             "median_ms": round(m.latency.median * 1e3, 3),
             "images_per_s": round(m.throughput, 1),
         }
-    for cand in candidates:
-        cand.speed = speeds.get(cand.label, {})
-        cand.fp32_speed = speeds.get(fp32_label.get(cand.backend, ""), {})
+    return {
+        v.label: Speed(measured.get(v.label, {}), measured.get(fp32_label.get(v.candidate.backend, ""), {}))
+        for v in verified
+    }
 
 
-def select(candidates: list[Candidate], backend: BackendName) -> Candidate:
+def _figures(v: VerifiedEngine, speed: Speed) -> dict[str, Any]:
+    """The sidecar's record of one candidate."""
+    return {
+        "backend": v.candidate.backend.value,
+        "form": v.candidate.form,
+        "passed": v.passed,
+        "agreement_top1": v.comparison.get("agreement_top1"),
+        "top1": v.metrics.get("top1"),
+        "top5": v.metrics.get("top5"),
+        "verified_on": v.verified_on,
+        "speed": {str(b): s for b, s in speed.engine.items()},
+        "fp32_speed": {str(b): s for b, s in speed.fp32.items()},
+        "images_per_s_geomean": speed.score(),
+    }
+
+
+def choose(verified: list[VerifiedEngine], speeds: dict[str, Speed], backend: BackendName) -> Choice:
     """The fastest passing candidate (the best agreement when none was measured or none passed), with its
-    ``selection`` record."""
-    passing = [c for c in candidates if c.gate and c.gate.passed]
-    measured = [c for c in passing if c.score() is not None]
+    ``selection`` record and the notes a user must hear."""
+    speed = {v.label: speeds.get(v.label, Speed()) for v in verified}
+    passing = [v for v in verified if v.passed]
+    measured = [v for v in passing if speed[v.label].score() is not None]
     if measured:
-        chosen = max(measured, key=lambda c: c.score())
-        rivals = [c for c in measured if c is not chosen]
+        chosen = max(measured, key=lambda v: speed[v.label].score())
+        rivals = [v for v in measured if v is not chosen]
         why = f"the fastest of {len(measured)} gate-passing candidates measured here"
         if rivals:
-            runner_up = max(rivals, key=lambda c: c.score())
-            why += f" ({chosen.score():.0f} vs {runner_up.score():.0f} images/s for {runner_up.label}, geometric mean)"
+            runner_up = max(rivals, key=lambda v: speed[v.label].score())
+            why += (
+                f" ({speed[chosen.label].score():.0f} vs {speed[runner_up.label].score():.0f} images/s for "
+                f"{runner_up.label}, geometric mean)"
+            )
     elif passing:
-        chosen = max(passing, key=lambda c: c.comparison["agreement_top1"])
+        chosen = max(passing, key=lambda v: v.comparison["agreement_top1"])
         why = "the best top-1 agreement with FP32 (no speed probe)" if len(passing) > 1 else "the only candidate"
     else:  # a failed build (written only with --force): the closest to FP32
-        chosen = max(candidates, key=lambda c: c.comparison["agreement_top1"])
+        chosen = max(verified, key=lambda v: v.comparison["agreement_top1"])
         why = "no candidate passed the gate; the one closest to FP32 (top-1 agreement)"
-    chosen.selection = {
+    selection = {
         "chosen": chosen.label,
         "why": why,
         "asked_for": backend.value,
-        "candidates": [c.figures() for c in candidates],
+        "candidates": [_figures(v, speed[v.label]) for v in verified],
         "measured_with": "the bench harness, interleaved, random inputs, this machine's threads",
     }
-    for batch, speed in chosen.speed.items():
-        fp32 = chosen.fp32_speed.get(batch)
-        if fp32 and speed["images_per_s"] < fp32["images_per_s"]:
-            chosen.notes.append(
-                f"The chosen {chosen.label} engine is slower than FP32 on {chosen.backend} at batch {batch} "
-                f"({speed['images_per_s']:.0f} vs {fp32['images_per_s']:.0f} images/s)."
+    notes = []
+    mine = speed[chosen.label]
+    for batch, s in mine.engine.items():
+        fp32 = mine.fp32.get(batch)
+        if fp32 and s["images_per_s"] < fp32["images_per_s"]:
+            notes.append(
+                f"The chosen {chosen.label} engine is slower than FP32 on {chosen.candidate.backend} at batch {batch} "
+                f"({s['images_per_s']:.0f} vs {fp32['images_per_s']:.0f} images/s)."
             )
-    for note in chosen.notes:
+    for note in notes:
         log.warning("%s", note)
-    return chosen
+    return Choice(chosen, selection, tuple(notes))

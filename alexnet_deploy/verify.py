@@ -1,7 +1,9 @@
 """Accuracy of any artifact on an ImageFolder, its agreement with an FP32 reference, and the accuracy gate.
 
 Images, metrics and the gate live in :mod:`alexnet_deploy.core.images` and :mod:`alexnet_deploy.core.accuracy`;
-:func:`evaluate` ties them together for an artifact path (checkpoint, ONNX, plan) or an active runner.
+running a file and judging it is :func:`alexnet_deploy.backends.verification.verify_file`; :func:`evaluate` is the
+``verify`` command's job: it loads the folder for an artifact (checkpoint, ONNX, plan), verifies the reference and
+the artifact on the same images, and reports.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.core.accuracy import Gate, GateResult, compare, metrics, run_logits
+from alexnet_deploy.core.accuracy import EvalRequest, GateResult
 from alexnet_deploy.core.errors import DataError, GateError
-from alexnet_deploy.core.images import PreparedImages, ProgressFn, describe_skipped, load_eval_images
+from alexnet_deploy.core.images import ProgressFn, describe_skipped, load_eval_images
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +69,8 @@ class EvalReport:
 def evaluate(
     artifact: str | Path,
     data: str | Path,
-    *,
+    request: EvalRequest | None = None,
     reference: str | Path | None = None,
-    gate: Gate | None = None,
-    images: PreparedImages | None = None,
-    reference_logits: np.ndarray | None = None,
-    batch_size: int = 64,
-    threads: int | None = None,
-    limit: int | None = None,
     progress: ProgressFn | None = None,
 ) -> EvalReport:
     """Top-1/top-5 (and per class) of an artifact on an ImageFolder, and, with a reference, top-1 agreement with
@@ -84,56 +80,43 @@ def evaluate(
         artifact: checkpoint (.pt), ONNX (.onnx) or TensorRT plan (.plan); its manifest gives classes and
             preprocessing.
         data: an ImageFolder, or a root with ``train/`` and ``val/`` (``val/`` is used).
+        request: the gate, batch size, threads and image limit (:class:`EvalRequest` defaults).
         reference: the FP32 artifact to compare with (e.g. the FP32 ONNX).
-        gate: judge the comparison (default :class:`Gate` when a reference is given).
-        images: already prepared images (skip decoding; must use the artifact's preprocessing).
-        reference_logits: the reference's logits on ``images`` (skip running the reference).
-        limit: evaluate on this many images, stratified over classes.
 
     Returns:
         :class:`EvalReport`; its ``gate`` is set whenever a reference is compared.
 
     Raises:
-        DataError: the data's classes are not the artifact's, or it holds no images.
+        DataError: the data's classes are not the artifact's (or the reference's), or it holds no images.
         ArtifactError / MissingBackendError: the artifact cannot be run here.
     """
-    from alexnet_deploy.backends import describe_artifact, runner_for
+    from alexnet_deploy.backends import describe_artifact
+    from alexnet_deploy.backends.verification import verify_file
 
+    request = request or EvalRequest()
     info = describe_artifact(artifact)
     preprocessing = info.require_preprocessing()
-    if images is None:
-        images = load_eval_images(data, info.classes, preprocessing, limit=limit, progress=progress)
-    elif images.preprocessing != preprocessing:
-        raise DataError(f"The prepared images were made with other preprocessing than {Path(artifact).name} needs.")
-    with runner_for(info, threads=threads) as runner:
-        logits = run_logits(runner, images, batch_size, progress, task=f"Running {Path(artifact).name}")
-        name = runner.name
+    images = load_eval_images(data, info.classes, preprocessing, limit=request.limit, progress=progress)
+    ref = None
+    if reference is not None:
+        ref_info = describe_artifact(reference)
+        if ref_info.preprocessing != preprocessing or len(ref_info.classes) != len(info.classes):
+            raise DataError(f"{reference} does not take the same inputs or classes as {artifact}.")
+        ref = verify_file(ref_info, images, request=request, progress=progress)
+    found = verify_file(info, images, ref.logits if ref else None, request, progress=progress)
     report = EvalReport(
         artifact=str(artifact),
-        runner=name,
+        runner=found.runner,
         precision=info.precision,
         data=str(images.root),
         classes=list(info.classes),
-        accuracy=metrics(logits, images.targets, len(info.classes)),
-        logits=logits,
+        accuracy=found.metrics,
+        logits=found.logits,
         skipped=list(images.skipped),
+        gate=found.gate,
     )
-    if reference is not None or reference_logits is not None:
-        ref_name = str(reference) if reference is not None else "reference logits"
-        ref_runner = ""
-        if reference_logits is None:
-            ref_info = describe_artifact(reference)
-            if ref_info.preprocessing != preprocessing or len(ref_info.classes) != len(info.classes):
-                raise DataError(f"{reference} does not take the same inputs or classes as {artifact}.")
-            with runner_for(ref_info, threads=threads) as ref:
-                reference_logits = run_logits(ref, images, batch_size, progress, task=f"Running {Path(reference).name}")
-                ref_runner = ref.name
-        report.reference = {
-            "artifact": ref_name,
-            "runner": ref_runner,
-            **compare(logits, reference_logits, images.targets),
-        }
-        report.gate = (gate or Gate()).check(report.reference)
+    if ref is not None:
+        report.reference = {"artifact": str(reference), "runner": ref.runner, **found.comparison}
     return report
 
 

@@ -46,14 +46,14 @@ def ensure_artifacts(name: str, work: Path, seed: int = 0) -> dict[str, Path]:
     """Checkpoint, FP32 and FP16 ONNX (and, for alexnet_paper, a decomposed-LRN FP32 ONNX), made once."""
     import torch
 
-    from export.onnx_export import export_onnx
+    from export.onnx_export import ExportRequest, export_onnx
 
     ckpt = ensure_checkpoint(name, work, seed)
     out = {"ckpt": ckpt}
     for precision in ("fp32", "fp16"):
         path = work / f"{name}.{precision}.onnx"
         if not path.exists():
-            export_onnx(ckpt, path, precision=precision, parity_samples=8)
+            export_onnx(ckpt, path, ExportRequest(precision=precision, parity_samples=8))
         out[precision] = path
     if name == "alexnet_paper":
         path = work / f"{name}.fp32_decomposed_lrn.onnx"

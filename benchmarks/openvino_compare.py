@@ -50,13 +50,18 @@ def int8_graphs(name: str, work: Path) -> dict[str, Path]:
     """The project's INT8 Q/DQ ONNX of the network in both forms (made once, cached by file name)."""
     from calib import calibrate, write_qdq
     from calib.qdq import ONNXRUNTIME_FORM, TENSORRT_FORM
+    from calib.request import CalibrationRequest
 
     fp32 = ensure_artifacts(name, work)["fp32"]
     paths = {form.name: work / f"{name}.int8.{form.name}.onnx" for form in (TENSORRT_FORM, ONNXRUNTIME_FORM)}
     if not all(p.exists() for p in paths.values()):
         # target onnxruntime calibrates the tensors of both forms; minmax is enough to time a graph
-        result = calibrate(fp32, IMAGENETTE, None, target="onnxruntime", method="minmax", num_images=64,
-                           holdout_images=32, use_cache=False)  # fmt: skip
+        result = calibrate(
+            fp32,
+            CalibrationRequest.for_target(
+                "onnxruntime", data=IMAGENETTE, method="minmax", num_images=64, holdout_images=32, use_cache=False
+            ),
+        )
         for form in (TENSORRT_FORM, ONNXRUNTIME_FORM):
             write_qdq(fp32, paths[form.name], result.ranges, form)
     return paths

@@ -23,11 +23,16 @@ DATA = REPO.parent / "shared" / "data" / "fixture-imagenette-10"
 def build_all(name: str, work: Path) -> list[dict]:
     from alexnet_deploy.backends.tensorrt.rtx import RTXBuildOptions, build_rtx_plan
     from calib import calibrate
+    from calib.request import CalibrationRequest
 
     art = ensure_artifacts(name, work)
     int8 = work / f"{name}.int8.tensorrt.onnx"
     if not int8.exists():
-        calibrate(art["fp32"], DATA, int8, target="tensorrt", method="minmax", num_images=32, use_cache=False)
+        calibrate(
+            art["fp32"],
+            CalibrationRequest.for_target("tensorrt", data=DATA, method="minmax", num_images=32, use_cache=False),
+            int8,
+        )
     rows = []
     for precision, onnx in (("fp32", art["fp32"]), ("fp16", art["fp16"]), ("int8", int8)):
         plan = work / f"{name}.{precision}.rtx.plan"

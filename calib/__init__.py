@@ -2,26 +2,31 @@
 
 Public API::
 
-    from calib import calibrate, CalibrationMethod, CalibrationOptions, QuantTarget
-    result = calibrate("model.onnx", "data/", "model.int8.qdq.onnx", target="tensorrt", method="auto")
+    from calib import CalibrationRequest, calibrate
+    request = CalibrationRequest.for_target("tensorrt", data="data/", method="auto")
+    result = calibrate("model.onnx", request, "model.int8.qdq.onnx")
 
-The modules: :mod:`calib.reader` (images), :mod:`calib.methods` (minmax/entropy/percentile ranges),
-:mod:`calib.qdq` (Q/DQ insertion and inspection), :mod:`calib.cache` (range cache), :mod:`calib.pipeline`
-(the whole calibration).
+The modules, in the order a calibration uses them: :mod:`calib.request` (what is asked), :mod:`calib.reader`
+(images), :mod:`calib.cache` (ranges, cached or computed by :mod:`calib.methods`), :mod:`calib.qdq` (Q/DQ
+files and their inspection), :mod:`calib.pipeline` (the four steps, and the choice).
 """
 
 _WHERE = {
     "CacheKey": "calib.cache",
+    "CollectedRanges": "calib.cache",
     "RangeCache": "calib.cache",
-    "CalibrationMethod": "calib.methods",
-    "CalibrationOptions": "calib.methods",
+    "collect_ranges": "calib.cache",
     "Ranges": "calib.methods",
     "compute_ranges": "calib.methods",
     "make_calibrator": "calib.methods",
     "CalibrationResult": "calib.pipeline",
-    "Candidate": "calib.pipeline",
+    "CalibrationTrial": "calib.pipeline",
     "calibrate": "calib.pipeline",
+    "calibrate_forms": "calib.pipeline",
     "open_source_model": "calib.pipeline",
+    "CalibrationMethod": "calib.request",
+    "CalibrationRequest": "calib.request",
+    "RangeSettings": "calib.request",
     "QdqForm": "calib.qdq",
     "QuantTarget": "calib.qdq",
     "describe_qdq": "calib.qdq",
@@ -47,15 +52,19 @@ __all__ = [
     "CacheKey",
     "CalibrationData",
     "CalibrationMethod",
-    "CalibrationOptions",
+    "CalibrationRequest",
     "CalibrationResult",
-    "Candidate",
+    "CalibrationTrial",
+    "CollectedRanges",
     "ImageReader",
     "QdqForm",
     "QuantTarget",
     "RangeCache",
     "Ranges",
+    "RangeSettings",
     "calibrate",
+    "calibrate_forms",
+    "collect_ranges",
     "compute_ranges",
     "describe_qdq",
     "load_calibration_data",

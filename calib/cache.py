@@ -1,4 +1,5 @@
-"""The calibration range cache: a rebuild with the same model, images and method skips calibration.
+"""Calibration ranges, computed once per method or taken from the cache: a rebuild with the same model, images and
+method skips calibration (:func:`collect_ranges`, the calibration's second step).
 
 One JSON file per (method, tensor set) in the cache folder (default: ``MODEL.onnx.calib/`` beside the model).
 It stores the key it was computed for: the model's sha256, the calibration data's hash (files, sizes, labels,
@@ -10,12 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from alexnet_deploy.core.files import sha256_text, write_json_atomic
-from calib.methods import Ranges
+from alexnet_deploy.core.images import ProgressFn
+from alexnet_deploy.core.vocab import CalibrationMethod
+from calib.methods import Ranges, compute_ranges
+from calib.qdq import form_named, load_graph, tensors_to_calibrate
+from calib.request import CalibrationRequest
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +34,7 @@ class CacheKey:
 
     model_sha256: str
     data_sha256: str
-    method: dict[str, Any]  # CalibrationOptions.key()
+    method: dict[str, Any]  # RangeSettings.key(method)
     tensors_sha256: str
     onnxruntime: str
 
@@ -107,3 +113,44 @@ class RangeCache:
         path = self.path(key)
         write_json_atomic(path, {"version": CACHE_VERSION, "key": key.to_dict(), "ranges": ranges.to_dict()})
         return path
+
+
+@dataclass(frozen=True)
+class CollectedRanges:
+    """One method's ranges, where they came from (``cache``: hit, miss, stale or off) and what they cost."""
+
+    method: CalibrationMethod
+    ranges: Ranges
+    cache: str
+    seconds: float
+
+
+def collect_ranges(
+    source, data, request: CalibrationRequest, progress: ProgressFn | None = None
+) -> dict[CalibrationMethod, CollectedRanges]:
+    """For every method of ``request``, the ranges of the tensors its Q/DQ forms quantize: from the cache, or
+    computed on the calibration images of ``data`` (:class:`calib.reader.CalibrationData`) and then cached.
+
+    Args:
+        source: the FP32 model (:class:`calib.pipeline.SourceModel`: path, sha256, input name).
+    """
+    graph = load_graph(source.path)
+    tensors: set[str] = set().union(*(tensors_to_calibrate(graph, form_named(f)) for f in request.forms))
+    cache = None
+    if request.use_cache:
+        cache = RangeCache(request.cache_dir) if request.cache_dir else RangeCache.beside(source.path)
+    collected = {}
+    for method in request.methods:
+        start = time.perf_counter()
+        key = CacheKey.make(source.sha256, data.fingerprint, request.settings.key(method), tensors)
+        found = cache.load(key) if cache is not None else None
+        if found is not None and found.status == "hit" and found.ranges is not None:
+            ranges, status = found.ranges, "hit"
+        else:
+            reader = data.reader(source.input_name, request.settings.batch_size)
+            ranges = compute_ranges(source.path, reader, method, tensors, request.settings, progress)
+            status = found.status if found is not None else "off"
+            if cache is not None:
+                cache.save(key, ranges)
+        collected[method] = CollectedRanges(method, ranges, status, round(time.perf_counter() - start, 2))
+    return collected

@@ -3,8 +3,8 @@
 The template is onnxruntime's: a calibrator ``collect``s statistics from a data reader, then ``compute``s one
 range per tensor. What this module adds:
 
-* :class:`CalibrationMethod` as an Enum and :class:`CalibrationOptions` as a frozen dataclass instead of an
-  untyped ``extra_options`` dict; :func:`make_calibrator` is the factory and raises on an unknown method.
+* :class:`CalibrationMethod` as an Enum and :class:`calib.request.RangeSettings` as a frozen dataclass instead of
+  an untyped ``extra_options`` dict; :func:`make_calibrator` is the factory and raises on an unknown method.
 * Entropy settings that really search for a threshold. ``quantize_static`` passes neither ``num_bins`` nor
   ``num_quantized_bins`` to the entropy calibrator, whose defaults are both 128: the KL search then has exactly
   one candidate, the full range, so "entropy" silently equals MinMax. We build the calibrator ourselves with
@@ -21,78 +21,17 @@ import io
 import logging
 import tempfile
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from alexnet_deploy.core.errors import ConfigError
-from alexnet_deploy.core.vocab import CONCRETE_METHODS, CalibrationMethod
+from alexnet_deploy.core.vocab import CalibrationMethod
+from calib.request import RangeSettings, concrete_method
 
 log = logging.getLogger(__name__)
-
-#: How many images a calibration takes (stratified over classes, seeded), and how many more it holds out to
-#: choose the method (and rank layers for the build's fallback): the defaults of ``calibrate`` and ``build``.
-DEFAULT_NUM_IMAGES = 512
-DEFAULT_HOLDOUT_IMAGES = 1000
-DEFAULT_SEED = 0
-
-
-ALL_METHODS = CONCRETE_METHODS
-
-
-@dataclass(frozen=True)
-class CalibrationOptions:
-    """Settings of one calibration; everything here is part of the range cache's key.
-
-    Attributes:
-        method: the calibration method.
-        percentile: for ``percentile``: the percentile of |x| kept (the rest is clipped).
-        num_bins: histogram bins (entropy: the whole symmetric window; percentile: |x|).
-        num_quantized_bins: entropy: bins of the quantized histogram the KL search compares against.
-        batch_size: images per calibration batch.
-    """
-
-    method: CalibrationMethod = CalibrationMethod.MINMAX
-    percentile: float = 99.99
-    num_bins: int = 4096
-    num_quantized_bins: int = 255
-    flatten_zero_bin: bool = True
-    batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
-        if self.method is CalibrationMethod.AUTO:
-            raise ConfigError("A calibration computes ranges with one method; 'auto' only chooses among them.")
-        if not 0 < self.percentile <= 100:
-            raise ConfigError(f"The percentile must be in (0, 100], got {self.percentile}.")
-        if self.num_quantized_bins < 3 or self.num_bins < 2 * self.num_quantized_bins:
-            raise ConfigError(
-                f"num_bins ({self.num_bins}) must be at least twice num_quantized_bins ({self.num_quantized_bins}), "
-                "or the entropy search has no threshold to choose from."
-            )
-        if self.batch_size < 1:
-            raise ConfigError(f"The calibration batch size must be positive, got {self.batch_size}.")
-
-    def key(self) -> dict[str, Any]:
-        """The settings that shape the ranges (the batch size does not, except through rounding)."""
-        d = asdict(self)
-        d["method"] = self.method.value
-        d.pop("batch_size")
-        if self.method is CalibrationMethod.MINMAX:
-            d = {"method": d["method"]}
-        elif self.method is CalibrationMethod.PERCENTILE:
-            d.pop("num_quantized_bins")
-        else:
-            d.pop("percentile")
-        if self.method is not CalibrationMethod.ENTROPY:
-            d.pop("flatten_zero_bin", None)
-        return d
-
-    def with_method(self, method: CalibrationMethod | str) -> CalibrationOptions:
-        """A copy with another method."""
-        return replace(self, method=CalibrationMethod.parse(method))
 
 
 @dataclass
@@ -143,9 +82,13 @@ def ort_method(method: CalibrationMethod):
 
 
 def make_calibrator(
-    model_path: str | Path, options: CalibrationOptions, workdir: str | Path, op_types: Iterable[str] | None = None
+    model_path: str | Path,
+    method: CalibrationMethod,
+    settings: RangeSettings,
+    workdir: str | Path,
+    op_types: Iterable[str] | None = None,
 ):
-    """Build onnxruntime's calibrator for ``options`` on an FP32 ONNX (the augmented model goes to ``workdir``).
+    """Build onnxruntime's calibrator for ``method`` on an FP32 ONNX (the augmented model goes to ``workdir``).
 
     ``op_types`` limits the tensors observed to the inputs and outputs of those nodes (``None``: every tensor).
 
@@ -154,16 +97,16 @@ def make_calibrator(
     """
     from onnxruntime.quantization.calibrate import create_calibrator
 
-    method = CalibrationMethod.parse(options.method)
+    method = concrete_method(method)
     if method is CalibrationMethod.MINMAX:
         # Not max_intermediate_outputs: in onnxruntime 1.32 it drops the batches it clears instead of merging
         # them. compute_ranges feeds a few batches per collect_data call, which merges as it goes.
         extra = {"symmetric": False}
     elif method is CalibrationMethod.ENTROPY:
-        extra = {"symmetric": False, "num_bins": options.num_bins, "num_quantized_bins": options.num_quantized_bins}
+        extra = {"symmetric": False, "num_bins": settings.num_bins, "num_quantized_bins": settings.num_quantized_bins}
     else:
         # A histogram of |x|: the threshold is the same for both signs, as symmetric int8 needs.
-        extra = {"symmetric": True, "num_bins": options.num_bins, "percentile": options.percentile}
+        extra = {"symmetric": True, "num_bins": settings.num_bins, "percentile": settings.percentile}
     with contextlib.redirect_stdout(io.StringIO()):
         return create_calibrator(
             Path(model_path),
@@ -223,12 +166,13 @@ def _batch_size(feed: dict[str, np.ndarray]) -> int:
 def compute_ranges(
     model_path: str | Path,
     reader,
-    options: CalibrationOptions,
+    method: CalibrationMethod,
     tensors: Iterable[str],
+    settings: RangeSettings | None = None,
     progress=None,
 ) -> Ranges:
-    """Calibrate ``tensors`` of an FP32 ONNX with images from ``reader`` (a data reader: ``get_next()`` gives a
-    feed dict, ``None`` when exhausted; ``rewind()`` restarts it).
+    """Calibrate ``tensors`` of an FP32 ONNX with ``method`` on images from ``reader`` (a data reader:
+    ``get_next()`` gives a feed dict, ``None`` when exhausted; ``rewind()`` restarts it).
 
     Returns:
         :class:`Ranges` for the requested tensors.
@@ -238,6 +182,7 @@ def compute_ranges(
     """
     import onnx
 
+    method, settings = concrete_method(method), settings or RangeSettings()
     wanted = set(tensors)
     graph = onnx.load(str(model_path), load_external_data=False).graph
     # Observe only the nodes around the tensors to quantize: fewer tensors copied out of every batch.
@@ -247,7 +192,7 @@ def compute_ranges(
     if total == 0:
         raise ConfigError("The calibration reader gave no images.")
     with tempfile.TemporaryDirectory(prefix="alexnet-deploy-calib-") as work:
-        calibrator = make_calibrator(model_path, options, work, op_types)
+        calibrator = make_calibrator(model_path, method, settings, work, op_types)
         if hasattr(calibrator, "tensors_to_calibrate"):
             # The histogram methods' threshold search is slow per tensor: keep only what will be quantized.
             calibrator.tensors_to_calibrate = set(calibrator.tensors_to_calibrate) & wanted
@@ -256,11 +201,11 @@ def compute_ranges(
             while not chunks.exhausted:
                 calibrator.collect_data(chunks.next_call())
                 if progress:
-                    progress(f"Calibrating ({options.method.value})", min(chunks.served, total), total)
+                    progress(f"Calibrating ({method.value})", min(chunks.served, total), total)
             collector = getattr(calibrator, "collector", None)
             if collector is not None:
                 collector.histogram_dict = {k: v for k, v in collector.histogram_dict.items() if k in wanted}
-                if options.method is CalibrationMethod.ENTROPY and options.flatten_zero_bin:
+                if method is CalibrationMethod.ENTROPY and settings.flatten_zero_bin:
                     _flatten_zero_bin(collector.histogram_dict)
             data = calibrator.compute_data()
         del calibrator
@@ -271,8 +216,8 @@ def compute_ranges(
     for name in wanted:
         lo, hi = data[name].range_value
         values[name] = (float(np.ravel(lo)[0]), float(np.ravel(hi)[0]))
-    ranges = Ranges(options.method, values)
-    if options.method is CalibrationMethod.ENTROPY:
+    ranges = Ranges(method, values)
+    if method is CalibrationMethod.ENTROPY:
         _warn_if_no_clipping(ranges, data)
     return ranges
 

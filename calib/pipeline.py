@@ -1,6 +1,15 @@
-"""Calibrate an FP32 ONNX into a Q/DQ ONNX: choose images, compute (or reuse) ranges, pick the method and form
-on held-out images, write the file and its sidecar. ``alexnet-deploy calibrate`` and ``build --int8`` both
-call :func:`calibrate`.
+"""Calibrate an FP32 ONNX into INT8 Q/DQ ONNX files, in four steps that each take the previous step's result:
+
+1. **images**: :func:`calib.reader.load_calibration_data` decodes the calibration images (and, when there is a
+   choice to make, held-out images of the same folder) through the model's own preprocessing;
+2. **ranges**: :func:`calib.cache.collect_ranges` gives every method's ranges, from the cache or computed;
+3. **Q/DQ files**: :func:`calib.qdq.write_trials` writes one file per method and Q/DQ form;
+4. **scores**: each file is run on the held-out images (:func:`alexnet_deploy.backends.verification.verify_file`)
+   and every form keeps the method that agrees best with FP32 there.
+
+:func:`calibrate_forms` runs those four steps and returns each form's choice (``build --int8`` compiles each one);
+:func:`calibrate` (``alexnet-deploy calibrate``) keeps the best form and places it with its sidecar.
+:func:`requantize` writes a result again with more layers left in float (the build's fallback).
 """
 
 from __future__ import annotations
@@ -8,47 +17,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import statistics
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from alexnet_deploy.core.accuracy import compare, run_logits
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
-from alexnet_deploy.core.files import atomic_path, fault_point, output_lock, sha256_file, work_dir
+from alexnet_deploy.core.files import fault_point, output_lock, replace_durably, sha256_file, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
 from alexnet_deploy.core.manifest import Manifest, write_manifest
-from calib.cache import CacheKey, RangeCache
-from calib.methods import (
-    ALL_METHODS,
-    DEFAULT_HOLDOUT_IMAGES,
-    DEFAULT_NUM_IMAGES,
-    DEFAULT_SEED,
-    CalibrationMethod,
-    CalibrationOptions,
-    Ranges,
-    compute_ranges,
-)
+from alexnet_deploy.core.vocab import CalibrationMethod
+from calib.cache import CollectedRanges, collect_ranges
+from calib.methods import Ranges
 from calib.qdq import (
     QdqForm,
-    QuantTarget,
+    QdqTrial,
     describe_qdq,
-    forms_for,
+    form_named,
     load_graph,
     quantizable_layers,
-    tensors_to_calibrate,
     write_qdq,
+    write_trials,
 )
 from calib.reader import CalibrationData, load_calibration_data
+from calib.request import CalibrationRequest, RangeSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SourceModel:
     """An FP32 ONNX ready to calibrate: its manifest, input name, preprocessing and sha256."""
 
@@ -100,55 +97,61 @@ def open_source_model(path: str | Path) -> SourceModel:
     return SourceModel(path, manifest, expected, pre, sha256_file(path))
 
 
-@dataclass
-class Candidate:
+@dataclass(frozen=True)
+class CalibrationTrial:
     """One calibration tried: method and form, where its ranges came from, and how it did on held-out images."""
 
     method: str
     form: str
     cache: str  # "hit", "miss", "stale" or "off"
     seconds: float
-    holdout: dict[str, float] | None = None  # agreement_top1, top1, top5, top1_delta, top5_delta
+    holdout: dict[str, float | None] | None = None  # agreement_top1, top1, top5, top1_delta, top5_delta
     vs_minmax: dict[str, float] | None = None  # how this method's ranges compare with MinMax's
-    chosen: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    @property
+    def rank(self) -> tuple[float, float]:
+        """Trials are chosen by top-1 agreement with FP32 on the held-out images, then by top-1."""
+        if self.holdout is None:  # nothing to choose between
+            return 0.0, 0.0
+        return self.holdout["agreement_top1"] or 0.0, self.holdout["top1"] or 0.0
+
+    def to_dict(self, chosen: bool = False) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("method", "form", "cache", "seconds", "holdout", "vs_minmax")} | {
+            "chosen": chosen
+        }
 
 
-@dataclass
+@dataclass(frozen=True)
 class CalibrationResult:
-    """What :func:`calibrate` made and how it chose."""
+    """One form's calibration: the Q/DQ file written, the method chosen, every trial, and what the file quantizes.
 
-    path: Path | None
+    ``path`` is a work file until :func:`calibrate` places it (or a build compiles it).
+    """
+
+    path: Path
     method: CalibrationMethod
     form: QdqForm
     ranges: Ranges
-    options: CalibrationOptions
+    settings: RangeSettings
     data: dict[str, Any]
-    candidates: list[Candidate] = field(default_factory=list)
-    excluded: list[str] = field(default_factory=list)  # node names left in float
+    trials: tuple[CalibrationTrial, ...]
+    excluded: tuple[str, ...] = ()
     structure: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def chosen_candidate(self) -> Candidate:
-        """The candidate this result's method and form were."""
-        return next(c for c in self.candidates if c.method == self.method.value and c.form == self.form.name)
-
-    def mark_chosen(self) -> None:
-        """Mark this result's candidate, and no other, as the one chosen."""
-        mine = self.chosen_candidate
-        for cand in self.candidates:
-            cand.chosen = cand is mine
+    def trial(self) -> CalibrationTrial:
+        """The trial this result's method and form were."""
+        return next(t for t in self.trials if t.method == self.method.value and t.form == self.form.name)
 
     def to_dict(self) -> dict[str, Any]:
         """The sidecar's ``calibration`` field."""
+        mine = self.trial
         return {
             "method": self.method.value,
             "form": self.form.name,
-            "options": self.options.key(),
+            "options": self.settings.key(self.method),
             "data": self.data,
-            "candidates": [c.to_dict() for c in self.candidates],
+            "candidates": [t.to_dict(chosen=t is mine) for t in self.trials],
             "selection": "highest top-1 agreement with FP32 on the held-out calibration images, then top-1",
             "quantized_layers": self.structure.get("quantized", []),
             "float_layers": self.structure.get("float", []),
@@ -161,34 +164,105 @@ class CalibrationResult:
         }
 
 
-def _ranges_for(
+def calibrate(
+    model: str | Path | SourceModel,
+    request: CalibrationRequest,
+    out: str | Path | None = None,
+    progress: ProgressFn | None = None,
+) -> CalibrationResult:
+    """Calibrate an FP32 ONNX (with its sidecar) as ``request`` says and write the best Q/DQ ONNX to ``out``.
+
+    With ``method="auto"`` minmax, entropy and percentile are all computed; with several forms (``--target
+    onnxruntime``) each is tried too. The trial that agrees best with FP32 on held-out images of the
+    *calibration* folder is kept. Every trial is reported.
+
+    Args:
+        model: the FP32 ONNX (an export with its sidecar), or one already opened with :func:`open_source_model`.
+        request: the images, counts, methods, forms and cache (:class:`CalibrationRequest`).
+        out: the Q/DQ ONNX to write with its sidecar; ``None`` writes nothing.
+
+    Returns:
+        The kept :class:`CalibrationResult` (its ``path`` is ``out``; a removed work file when ``out`` is None).
+
+    Raises:
+        DataError: the calibration folder is empty, holds no image, or has classes the model does not know.
+        ArtifactError: the model is not a calibratable FP32 ONNX, or cannot be written.
+        ConfigError: the request cannot be carried out (no images named).
+    """
+    source = model if isinstance(model, SourceModel) else open_source_model(model)
+    out = Path(out) if out is not None else None
+    with output_lock(out) if out is not None else contextlib.nullcontext():
+        with work_dir(out or source.path, "calibrate") as work:
+            per_form = calibrate_forms(source, request, work, progress=progress)
+            best = max(per_form.values(), key=lambda r: r.trial.rank)
+            return place_calibrated(source, best, out) if out is not None else best
+
+
+def calibrate_forms(
     source: SourceModel,
-    data: CalibrationData,
-    options: CalibrationOptions,
-    tensors: set[str],
-    cache: RangeCache | None,
-    progress: ProgressFn | None,
-) -> tuple[Ranges, str]:
-    key = CacheKey.make(source.sha256, data.fingerprint, options.key(), tensors)
-    if cache is not None:
-        found = cache.load(key)
-        if found.status == "hit" and found.ranges is not None:
-            return found.ranges, "hit"
-        status = found.status
-    else:
-        status = "off"
-    reader = data.reader(source.input_name, options.batch_size)
-    ranges = compute_ranges(source.path, reader, options, tensors, progress)
-    if cache is not None:
-        cache.save(key, ranges)
-    return ranges, status
+    request: CalibrationRequest,
+    work: Path,
+    data: CalibrationData | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, CalibrationResult]:
+    """The four steps (module docstring): one result per Q/DQ form of the request, its file written in ``work``.
+
+    Args:
+        work: a folder the Q/DQ files are written into (they stay there for the caller).
+        data: calibration images already loaded (and held-out ones, when there is a choice); else loaded here.
+
+    Returns:
+        ``{form name: CalibrationResult}``; each lists every trial (of all forms).
+
+    Raises:
+        ConfigError: a choice to make but no held-out images (a folder too small).
+    """
+    if data is None:
+        data = load_calibration_data(request, source.preprocessing, source.manifest.classes, request.chooses, progress)
+    data.conform_to(source.manifest.classes)  # also data loaded by the caller: scores must use the model's labels
+    if request.chooses and (data.holdout is None or len(data.holdout) == 0):
+        raise ConfigError("Choosing a calibration needs held-out images; the calibration folder is too small.")
+    collected = collect_ranges(source, data, request, progress)
+    ranges = {m: c.ranges for m, c in collected.items()}
+    files = write_trials(source.path, ranges, request.forms, work, exclude=request.exclude)
+    scores = _scores(source, files, data.holdout, progress) if request.chooses else {}
+    trials = tuple(_trial(f, collected, scores.get(f.path)) for f in files)
+    return {form: _result(request, data, trials, files, ranges, form) for form in request.forms}
 
 
-def _vs_minmax(ranges: Ranges, minmax: Ranges | None, tensors: set[str]) -> dict[str, float] | None:
+def _scores(source: SourceModel, files: list[QdqTrial], holdout: PreparedImages, progress) -> dict[Path, dict]:
+    """Held-out figures of every trial file against the FP32 model; top-1/top-5 are ``None`` when the images'
+    labels are not the model's."""
+    from alexnet_deploy.backends.verification import verify_file
+
+    reference = verify_file(source.path, holdout).logits
+    scores = {}
+    for i, f in enumerate(files):
+        c = verify_file(f.path, holdout, reference).comparison
+        labelled = not (holdout.targets < 0).all()
+        scores[f.path] = {
+            "agreement_top1": c["agreement_top1"],
+            "top1_delta": c["top1_delta"] if labelled else None,
+            "top5_delta": c["top5_delta"] if labelled else None,
+            "top1": c["reference_top1"] + c["top1_delta"] if labelled else None,
+            "top5": c["reference_top5"] + c["top5_delta"] if labelled else None,
+        }
+        if progress:
+            progress("Comparing calibrations", i + 1, len(files))
+    return scores
+
+
+def _trial(f: QdqTrial, collected: dict[CalibrationMethod, CollectedRanges], score) -> CalibrationTrial:
+    mine = collected[CalibrationMethod(f.method)]
+    minmax = collected.get(CalibrationMethod.MINMAX)
+    return CalibrationTrial(f.method, f.form, mine.cache, mine.seconds, score, _vs_minmax(mine, minmax, f.tensors))
+
+
+def _vs_minmax(mine: CollectedRanges, minmax: CollectedRanges | None, tensors) -> dict[str, float] | None:
     """How far a method's ranges sit inside MinMax's, over the tensors one form quantizes."""
-    if minmax is None or ranges.method is CalibrationMethod.MINMAX:
+    if minmax is None or mine.method is CalibrationMethod.MINMAX:
         return None
-    ratios = [r for name, r in ranges.ratio_to(minmax).items() if name in tensors]
+    ratios = [r for name, r in mine.ranges.ratio_to(minmax.ranges).items() if name in tensors]
     if not ratios:
         return None
     return {
@@ -199,198 +273,30 @@ def _vs_minmax(ranges: Ranges, minmax: Ranges | None, tensors: set[str]) -> dict
     }
 
 
-def _score(candidate_path: Path, images: PreparedImages, fp32_logits: np.ndarray) -> dict[str, float | None]:
-    """Held-out figures of a candidate; top-1/top-5 are ``None`` when the images' labels are not the model's."""
-    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
-
-    with OnnxRuntimeRunner(candidate_path) as runner:
-        logits = run_logits(runner, images, 64)
-    c = compare(logits, fp32_logits, images.targets)
-    if (images.targets < 0).all():
-        return {"agreement_top1": c["agreement_top1"], "top1_delta": None, "top5_delta": None, "top1": None,
-                "top5": None}  # fmt: skip
-    return {k: c[k] for k in ("agreement_top1", "top1_delta", "top5_delta")} | {
-        "top1": c["reference_top1"] + c["top1_delta"],
-        "top5": c["reference_top5"] + c["top5_delta"],
-    }
+def _result(request, data, trials, files, ranges, form: str) -> CalibrationResult:
+    """A form's result: the trial of that form that ranks first, and its file."""
+    best = max((t for t in trials if t.form == form), key=lambda t: t.rank)
+    method = CalibrationMethod(best.method)
+    path = next(f.path for f in files if f.method == best.method and f.form == form)
+    return CalibrationResult(
+        path=path, method=method, form=form_named(form), ranges=ranges[method], settings=request.settings,
+        data=data.describe(), trials=trials, excluded=request.exclude, structure=describe_qdq(path),
+    )  # fmt: skip
 
 
-def _holdout_rank(candidate: Candidate) -> tuple[float, float]:
-    """Candidates are chosen by top-1 agreement with FP32 on the held-out images, then by top-1."""
-    if candidate.holdout is None:  # nothing to choose between
-        return 0.0, 0.0
-    return candidate.holdout["agreement_top1"], candidate.holdout["top1"] or 0.0
-
-
-def fp32_logits(source: SourceModel, images: PreparedImages) -> np.ndarray:
-    """The FP32 ONNX's logits on prepared images (ONNX Runtime, CPU)."""
-    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
-
-    with OnnxRuntimeRunner(source.path) as runner:
-        return run_logits(runner, images, 64)
-
-
-def parse_methods(method: str | CalibrationMethod) -> tuple[CalibrationMethod, ...]:
-    """``"auto"`` -> all three methods; otherwise the one named.
-
-    Raises:
-        ConfigError: an unknown method.
-    """
-    if isinstance(method, str) and method.lower() == "auto":
-        return ALL_METHODS
-    return (CalibrationMethod.parse(method),)
-
-
-def calibrate(
-    model: str | Path | SourceModel,
-    calib_data: str | Path | None,
-    out_path: str | Path | None,
-    *,
-    target: QuantTarget | str = QuantTarget.TENSORRT,
-    method: str | CalibrationMethod = CalibrationMethod.AUTO,
-    num_images: int = DEFAULT_NUM_IMAGES,
-    holdout_images: int = DEFAULT_HOLDOUT_IMAGES,
-    seed: int = DEFAULT_SEED,
-    options: CalibrationOptions | None = None,
-    cache_dir: str | Path | None = None,
-    use_cache: bool = True,
-    exclude: Sequence[str] = (),
-    data: CalibrationData | None = None,
-    progress: ProgressFn | None = None,
+def requantize(
+    source: SourceModel, result: CalibrationResult, exclude: tuple[str, ...], path: Path
 ) -> CalibrationResult:
-    """Calibrate an FP32 ONNX (with its sidecar) on images from ``calib_data`` and write the Q/DQ ONNX.
-
-    With ``method="auto"`` minmax, entropy and percentile are all computed and the one whose Q/DQ model agrees
-    best with FP32 on held-out images of the *calibration* folder is kept; for ``target="onnxruntime"`` the
-    tensorrt form and ONNX Runtime's own uint8 form are compared the same way. Every candidate is reported.
-
-    Args:
-        model: the FP32 ONNX (an export with its sidecar), or one already opened with :func:`open_source_model`.
-        calib_data: an ImageFolder, or a root with ``train/`` (used) and ``val/``; unused when ``data`` is given.
-        out_path: the Q/DQ ONNX to write (with its sidecar); ``None`` writes nothing (the caller writes).
-        target: ``tensorrt`` (always the symmetric TensorRT form) or ``onnxruntime``.
-        method: ``auto``, ``minmax``, ``entropy`` or ``percentile``.
-        num_images: calibration images (stratified, seeded).
-        holdout_images: held-out images for choosing among candidates (used only when there is a choice).
-        options: histogram and percentile settings (defaults: :class:`CalibrationOptions`).
-        cache_dir: where ranges are cached (default ``MODEL.onnx.calib/``); ``use_cache=False`` disables it.
-        exclude: node names to leave in float.
-        data: already loaded calibration images (skips decoding).
-
-    Returns:
-        :class:`CalibrationResult` (``path`` is ``out_path``).
-
-    Raises:
-        DataError: the calibration folder is empty, holds no image, or has classes the model does not know.
-        ArtifactError: the model is not a calibratable FP32 ONNX, or cannot be written.
-        ConfigError: an unknown method or target.
-    """
-    source = model if isinstance(model, SourceModel) else open_source_model(model)
-    out = Path(out_path) if out_path is not None else None
-    with output_lock(out) if out is not None else contextlib.nullcontext():
-        per_form = calibrate_forms(
-            source, calib_data, forms_for(target), method=method, num_images=num_images,
-            holdout_images=holdout_images, seed=seed, options=options, cache_dir=cache_dir, use_cache=use_cache,
-            exclude=exclude, data=data, progress=progress, work_beside=out,
-        )  # fmt: skip
-        best = max(per_form.values(), key=lambda r: _holdout_rank(r.chosen_candidate))
-        best.mark_chosen()
-        if out is not None:
-            write_calibrated(source, best, out)
-        return best
+    """``result`` written again to ``path`` (atomically, no sidecar) with the ``exclude`` nodes left in float too."""
+    excluded = tuple(sorted(set(result.excluded) | set(exclude)))
+    write_qdq(source.path, path, result.ranges, result.form, exclude=excluded)
+    return replace(result, path=path, excluded=excluded, structure=describe_qdq(path))
 
 
-def calibrate_forms(
-    source: SourceModel,
-    calib_data: str | Path | None,
-    forms: Sequence[QdqForm],
-    *,
-    method: str | CalibrationMethod = CalibrationMethod.AUTO,
-    num_images: int = DEFAULT_NUM_IMAGES,
-    holdout_images: int = DEFAULT_HOLDOUT_IMAGES,
-    seed: int = DEFAULT_SEED,
-    options: CalibrationOptions | None = None,
-    cache_dir: str | Path | None = None,
-    use_cache: bool = True,
-    exclude: Sequence[str] = (),
-    data: CalibrationData | None = None,
-    progress: ProgressFn | None = None,
-    work_beside: Path | None = None,
-) -> dict[str, CalibrationResult]:
-    """One calibration per Q/DQ form: every method's ranges computed once (or taken from the cache), each form's
-    best method chosen on the held-out calibration images. ``build --backend auto`` then chooses among the
-    forms by measured speed; :func:`calibrate` by held-out agreement.
-
-    Returns:
-        ``{form name: CalibrationResult}``; each result lists every candidate tried (all forms).
-    """
-    methods = parse_methods(method)
-    options = options or CalibrationOptions()
-    choice = len(methods) * len(forms) > 1
-    if data is None:
-        if calib_data is None:
-            raise ConfigError("Calibration needs images (--calib-data).")
-        data = load_calibration_data(
-            calib_data,
-            source.preprocessing,
-            num_images=num_images,
-            holdout_images=holdout_images if choice else 0,
-            seed=seed,
-            progress=progress,
-            classes=source.manifest.classes,
-        )
-    data.conform_to(source.manifest.classes)  # also data loaded by the caller: scores must use the model's labels
-    if choice and (data.holdout is None or len(data.holdout) == 0):
-        raise ConfigError("Choosing a calibration needs held-out images; the calibration folder is too small.")
-    cache = None if not use_cache else RangeCache(cache_dir) if cache_dir else RangeCache.beside(source.path)
-    graph = load_graph(source.path)
-    needed: set[str] = set().union(*(tensors_to_calibrate(graph, f) for f in forms))
-    reference = fp32_logits(source, data.holdout) if choice else None
-    all_ranges: dict[CalibrationMethod, Ranges] = {}
-    candidates: list[Candidate] = []
-    with work_dir(work_beside or source.path, "calibrate") as work:
-        for m in methods:
-            start = time.perf_counter()
-            ranges, status = _ranges_for(source, data, options.with_method(m), needed, cache, progress)
-            all_ranges[m] = ranges
-            seconds = time.perf_counter() - start
-            for form in forms:
-                cand = Candidate(m.value, form.name, status, round(seconds, 2))
-                if choice:
-                    trial = work / f"{m.value}-{form.name}.onnx"
-                    write_qdq(source.path, trial, ranges, form, exclude=exclude)
-                    cand.holdout = _score(trial, data.holdout, reference)
-                    if progress:
-                        progress("Comparing calibrations", len(candidates) + 1, len(methods) * len(forms))
-                candidates.append(cand)
-    minmax = all_ranges.get(CalibrationMethod.MINMAX)
-    for cand in candidates:
-        form_tensors = tensors_to_calibrate(graph, next(f for f in forms if f.name == cand.form))
-        cand.vs_minmax = _vs_minmax(all_ranges[CalibrationMethod(cand.method)], minmax, form_tensors)
-    results = {}
-    for form in forms:
-        mine = [c for c in candidates if c.form == form.name]
-        best = max(mine, key=_holdout_rank) if choice else mine[0]
-        best_method = CalibrationMethod(best.method)
-        results[form.name] = CalibrationResult(
-            path=None, method=best_method, form=form, ranges=all_ranges[best_method],
-            options=options.with_method(best_method), data=data.describe(), candidates=candidates,
-            excluded=list(exclude),
-        )  # fmt: skip
-    return results
-
-
-def write_calibrated(
-    source: SourceModel, result: CalibrationResult, out_path: Path, exclude: Iterable[str] = ()
-) -> Path:
-    """Write the Q/DQ ONNX of ``result`` (leaving ``exclude`` nodes in float too) and its sidecar."""
-    excluded = sorted(set(result.excluded) | set(exclude))
-    result.excluded = excluded
-    with atomic_path(out_path) as tmp:
-        write_qdq(source.path, tmp, result.ranges, result.form, exclude=excluded)
-        result.structure = describe_qdq(tmp)
-        sha = sha256_file(tmp)
-    result.path = out_path
+def place_calibrated(source: SourceModel, result: CalibrationResult, out: Path) -> CalibrationResult:
+    """Move the result's Q/DQ file into place as ``out``, then write its sidecar: the pair as one unit."""
+    sha = sha256_file(result.path)
+    replace_durably(result.path, out)
     m = source.manifest
     manifest = Manifest(
         kind="onnx",
@@ -405,5 +311,5 @@ def write_calibrated(
         extra={"layers": {layer.node: layer.label for layer in quantizable_layers(source.path)}},
     )
     fault_point("between-renames")
-    write_manifest(out_path, manifest, sha)  # after the ONNX, with the sha256 of the bytes written
-    return out_path
+    write_manifest(out, manifest, sha)  # after the ONNX, with the sha256 of the bytes written
+    return replace(result, path=out)

@@ -224,6 +224,35 @@ def write_qdq(
     return out_path
 
 
+@dataclass(frozen=True)
+class QdqTrial:
+    """One Q/DQ file written for a method and a form, and the activation tensors that form quantizes."""
+
+    method: str
+    form: str
+    path: Path
+    tensors: frozenset[str]
+
+
+def write_trials(
+    fp32_path: str | Path,
+    ranges: dict[Any, Ranges],
+    forms: Iterable[str],
+    folder: Path,
+    exclude: Iterable[str] = (),
+) -> list[QdqTrial]:
+    """Write one Q/DQ ONNX per method (the keys of ``ranges``) and form into ``folder``: ``METHOD-FORM.onnx``."""
+    graph = load_graph(fp32_path)
+    trials = []
+    for form in (form_named(f) for f in forms):
+        tensors = frozenset(tensors_to_calibrate(graph, form))
+        for method, r in ranges.items():
+            name = getattr(method, "value", str(method))
+            path = write_qdq(fp32_path, folder / f"{name}-{form.name}.onnx", r, form, exclude=exclude)
+            trials.append(QdqTrial(name, form.name, path, tensors))
+    return trials
+
+
 def _mark_int8(path: Path) -> None:
     """Say in the file's own metadata that it is int8 now (exports store their facts in metadata_props)."""
     import onnx

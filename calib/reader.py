@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, class_names, split_dir, stratified_indices
-from alexnet_deploy.core.errors import DataError
+from alexnet_deploy.core.errors import ConfigError, DataError
 from alexnet_deploy.core.images import PreparedImages, ProgressFn, describe_skipped, prepare_images
-from calib.methods import DEFAULT_NUM_IMAGES, DEFAULT_SEED
+from calib.request import CalibrationRequest
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class CalibrationSplit:
 
 
 def split_calibration(
-    targets: Sequence[int], num_images: int, holdout_images: int = 0, seed: int = DEFAULT_SEED
+    targets: Sequence[int], num_images: int, holdout_images: int = 0, seed: int = 0
 ) -> CalibrationSplit:
     """Choose ``num_images`` calibration images and ``holdout_images`` others, both stratified over classes.
 
@@ -201,38 +201,40 @@ class CalibrationData:
 
 
 def load_calibration_data(
-    data: str | Path,
+    request: CalibrationRequest,
     preprocessing: Preprocessing,
-    *,
-    num_images: int = DEFAULT_NUM_IMAGES,
-    holdout_images: int = 0,
-    seed: int = DEFAULT_SEED,
-    progress: ProgressFn | None = None,
     classes: Sequence[str] | None = None,
+    holdout: bool = True,
+    progress: ProgressFn | None = None,
 ) -> CalibrationData:
-    """Select and decode calibration images from ``data`` (``data/train`` when it has the train/val layout).
+    """Select and decode the request's calibration images (``data/train`` when the folder has the train/val layout).
 
     Args:
+        request: the folder (``request.data``), how many images, how many held out, the seed.
         preprocessing: the model's, from its manifest: calibration sees exactly what inference will.
-        num_images: calibration images (default 512), stratified over classes with a fixed seed.
-        holdout_images: further images set aside to compare calibration methods (0: none).
-        classes: the model's classes (its manifest's): the folder is matched to them before anything is
-            decoded (:meth:`CalibrationData.conform_to`); None leaves that to :func:`calib.pipeline.calibrate`.
+        classes: the model's classes (its manifest's): the images' labels are matched to them
+            (:meth:`CalibrationData.conform_to`); ``None`` leaves that to the caller.
+        holdout: also decode the held-out images (``request.holdout_images``); a calibration with nothing to
+            choose needs none.
 
     Raises:
+        ConfigError: the request names no folder.
         DataError: the folder is missing, has no class subfolders, holds no readable image, or has classes the
             model does not know.
     """
-    root = split_dir(data, "train")
+    if request.data is None:
+        raise ConfigError("Calibration needs images (--calib-data).")
+    root = split_dir(request.data, "train")
     dataset = ImageFolderDataset(root)
-    split = split_calibration(dataset.targets, num_images, holdout_images, seed)
+    held = request.holdout_images if holdout else 0
+    split = split_calibration(dataset.targets, request.num_images, held, request.seed)
     calibration = prepare_images(
         dataset, preprocessing, split.calibration, progress, task="Decoding calibration images"
     )
-    holdout = None
+    held_out = None
     if split.holdout:
-        holdout = prepare_images(dataset, preprocessing, split.holdout, progress, task="Decoding held-out images")
-    data = CalibrationData(root, calibration, holdout, seed)
+        held_out = prepare_images(dataset, preprocessing, split.holdout, progress, task="Decoding held-out images")
+    data = CalibrationData(root, calibration, held_out, request.seed)
     if classes is not None:
         data.conform_to(classes)
     return data

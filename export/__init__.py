@@ -2,21 +2,43 @@
 
 Public entry points::
 
-    from export import export_onnx, export_model, convert_fp16, check_parity
+    from export import ExportRequest, export_onnx, export_model, convert_fp16, check_parity
 """
 
-from export.artifact import INPUT_NAME, OUTPUT_NAME, ExportResult, GraphSummary, read_metadata, summarize_graph
-from export.fp16 import convert_fp16, ort_cpu_fp16_kernels, to_fp16
-from export.onnx_export import DEFAULT_OPSET, LRN_FORMS, PRECISIONS, build_onnx, export_model, export_onnx
-from export.parity import (
-    FP16_MIN_TOP1_AGREEMENT,
-    FP32_MAX_REL_ERROR,
-    ParityResult,
-    check_parity,
-    compare_logits,
-    parity_inputs,
-)
-from export.source import load_source, load_torchvision_weights
+_WHERE = {
+    **dict.fromkeys(
+        ("INPUT_NAME", "OUTPUT_NAME", "ExportResult", "GraphSummary", "read_metadata", "summarize_graph"),
+        "export.artifact",
+    ),
+    **dict.fromkeys(("convert_fp16", "ort_cpu_fp16_kernels", "to_fp16"), "export.fp16"),
+    **dict.fromkeys(("build_onnx", "export_model", "export_onnx"), "export.onnx_export"),
+    **dict.fromkeys(
+        (
+            "FP16_MIN_TOP1_AGREEMENT",
+            "FP32_MAX_REL_ERROR",
+            "ParityResult",
+            "check_parity",
+            "compare_logits",
+            "parity_inputs",
+        ),
+        "export.parity",
+    ),  # fmt: skip
+    **dict.fromkeys(
+        ("DEFAULT_OPSET", "LRN_FORMS", "PRECISIONS", "ExportRequest", "ModelDescription"), "export.request"
+    ),
+    **dict.fromkeys(("load_source", "load_torchvision_weights"), "export.source"),
+}
+
+
+def __getattr__(name: str):
+    """Import the public names on first use, so that ``import export.request`` (the CLI's defaults) stays light:
+    the exporter itself loads torch and onnx."""
+    import importlib
+
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'export' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -26,8 +48,10 @@ __all__ = [
     "OUTPUT_NAME",
     "LRN_FORMS",
     "PRECISIONS",
+    "ExportRequest",
     "ExportResult",
     "GraphSummary",
+    "ModelDescription",
     "ParityResult",
     "build_onnx",
     "check_parity",

@@ -37,14 +37,11 @@ from export.artifact import (
     write_onnx,
 )
 from export.parity import DEFAULT_SAMPLES, check_parity, parity_inputs
+from export.request import DEFAULT_BLOCK_LIST
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_BLOCK_LIST", "convert_fp16", "fp16_facts", "ort_cpu_fp16_kernels", "to_fp16"]
-
-# The converter's own default block list holds ML-domain ops, TopK, Resize, Min/Max, ...: none of them occur in
-# AlexNet, so an empty list and the default give the same graph; an explicit list is recorded in the sidecar.
-DEFAULT_BLOCK_LIST: tuple[str, ...] = ()
 
 
 def to_fp16(model: onnx.ModelProto, block_list: tuple[str, ...] | list[str] = DEFAULT_BLOCK_LIST) -> onnx.ModelProto:

@@ -13,6 +13,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,24 +37,28 @@ from export.artifact import (
     validate_model,
     write_onnx,
 )
-from export.fp16 import DEFAULT_BLOCK_LIST, fp16_facts, to_fp16
+from export.fp16 import fp16_facts, to_fp16
 from export.lrn import LRN_TRANSLATION, count_lrn_layers, native_lrn
 from export.parity import DEFAULT_SAMPLES, check_parity, parity_inputs, reference_logits
+from export.request import DEFAULT_OPSET, LRN_FORMS, PRECISIONS, ExportRequest, ModelDescription
 from export.source import load_source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_OPSET", "LRN_FORMS", "PRECISIONS", "build_onnx", "export_model", "export_onnx", "manifest_for"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "LRN_FORMS",
+    "PRECISIONS",
+    "ExportRequest",
+    "ModelDescription",
+    "build_onnx",
+    "export_model",
+    "export_onnx",
+    "manifest_for",
+]
 
-# The dynamo exporter implements opset 18 and newer; lower requests go through a version converter that
-# fails on some ops (FINDINGS: "No Adapter To Version 17 for Pad"), so 18 is the default.
-DEFAULT_OPSET = 18
-PRECISIONS = ("fp32", "fp16")
-# "native": one ONNX LRN node per layer (TensorRT's LRN layer; quantizes as one op). "decomposed": the exporter's
-# Pow/Div/AveragePool form, which ONNX Runtime's CPU EP runs about twice as fast as its own single LRN kernel
-# (docs/BENCHMARKS.md, Export).
-LRN_FORMS = ("native", "decomposed")
 _MIN_OPSET = 17
+
 
 Progress = Callable[[str], None]
 
@@ -208,18 +213,8 @@ def manifest_for(
 def export_model(
     model: nn.Module,
     out_path: str | Path,
-    *,
-    image_size: int,
-    classes: list[str] | None = None,
-    preprocessing: Preprocessing | None = None,
-    arch: dict[str, Any] | None = None,
-    precision: str = "fp32",
-    opset: int = DEFAULT_OPSET,
-    eval_data: str | Path | None = None,
-    parity_samples: int | None = None,
-    source: dict[str, Any] | None = None,
-    fp16_block_list: tuple[str, ...] = DEFAULT_BLOCK_LIST,
-    lrn: str = "native",
+    request: ExportRequest | None = None,
+    description: ModelDescription | None = None,
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export an in-memory model to ONNX with its sidecar, after the parity check passes.
@@ -227,20 +222,8 @@ def export_model(
     Args:
         model: the network (its train/eval mode is restored afterwards).
         out_path: the ONNX file to write (its sidecar goes to ``out_path + ".json"``).
-        image_size: input height and width.
-        classes: class names (default: ``"0"``, ``"1"``, ...).
-        preprocessing: the eval preset recorded in the sidecar (default: 256/224 ratio at ``image_size``).
-        arch: the sidecar's model entry (name, num_classes, width, columns).
-        precision: ``"fp32"`` or ``"fp16"`` (FP16 weights and activations, FP32 graph inputs and outputs).
-        opset: ONNX opset (default 18).
-        eval_data: an ImageFolder whose images feed the parity check (else seeded random inputs).
-        parity_samples: how many inputs the parity check uses (default: 64 for FP32, 1,024 for FP16, see
-            :data:`export.parity.DEFAULT_SAMPLES`); the intermediate FP32 graph of an FP16 export is checked
-            on the first 64.
-        source: the sidecar's source entry (path, sha256, format).
-        fp16_block_list: op types kept in FP32 in the FP16 graph.
-        lrn: ``"native"`` (one ONNX ``LRN`` node per layer, the default) or ``"decomposed"`` (faster in
-            ONNX Runtime's CPU EP).
+        request: :class:`ExportRequest` (``image_size`` is needed unless the description's preprocessing crops).
+        description: :class:`ModelDescription`: classes, preprocessing, model entry and source of the sidecar.
         progress: called with a short description of each step.
 
     Returns:
@@ -251,27 +234,27 @@ def export_model(
         ArtifactError: the output cannot be written, or the graph fails validation or its structure checks.
         GateError: the parity check failed (nothing is written).
     """
-    step = progress or _quiet
-    if precision not in PRECISIONS:
-        raise ConfigError(f"Unknown precision '{precision}'; choose fp32 or fp16.")
-    if lrn not in LRN_FORMS:
-        raise ConfigError(f"Unknown LRN form '{lrn}'; choose native or decomposed.")
+    request, description = request or ExportRequest(), description or ModelDescription()
+    image_size = request.image_size or (description.preprocessing.crop if description.preprocessing else None)
+    if image_size is None:
+        raise ConfigError("Give the export an image size (or the model's preprocessing).")
+    step, precision, lrn, opset = progress or _quiet, request.precision, request.lrn, request.opset
     out = check_output_path(out_path)
     with output_lock(out):  # a second export to the same file fails now, not after minutes of work
         num_classes = _dry_run(model, image_size)
-        classes = list(classes) if classes else [str(i) for i in range(num_classes)]
+        classes = list(description.classes) if description.classes else [str(i) for i in range(num_classes)]
         if len(classes) != num_classes:
             raise ConfigError(f"{len(classes)} class names were given for a model with {num_classes} outputs.")
-        pre = _scaled_preprocessing(preprocessing or Preprocessing.for_crop(image_size), image_size)
-        arch = dict(arch or {"name": type(model).__name__})
+        pre = _scaled_preprocessing(description.preprocessing or Preprocessing.for_crop(image_size), image_size)
+        arch = dict(description.arch or {"name": type(model).__name__})
         arch.setdefault("num_classes", num_classes)
 
         step(f"Exporting {arch['name']} to ONNX (opset {opset}, {image_size} px)")
         proto = build_onnx(model, image_size, opset=opset, native_lrn_op=lrn == "native")
         _check_structure(summarize_graph(proto), model, "fp32", lrn)
 
-        samples = parity_samples or DEFAULT_SAMPLES[precision]
-        inputs, described = parity_inputs(samples, image_size, eval_data=eval_data, preprocessing=pre)
+        samples = request.parity_samples or DEFAULT_SAMPLES[precision]
+        inputs, described = parity_inputs(samples, image_size, eval_data=request.parity_data, preprocessing=pre)
         step(f"Checking parity with PyTorch on {len(inputs)} {described}")
         expected = reference_logits(model, inputs)
         n32 = len(inputs) if precision == "fp32" else min(len(inputs), DEFAULT_SAMPLES["fp32"])
@@ -281,12 +264,12 @@ def export_model(
         fp16_info: dict[str, Any] = {}
         if precision == "fp16":
             step("Converting to FP16 and checking it")
-            proto = validate_model(to_fp16(proto, fp16_block_list))
+            proto = validate_model(to_fp16(proto, request.fp16_block_list))
             _check_structure(summarize_graph(proto), model, "fp16", lrn)
             parity = check_parity(proto.SerializeToString(), expected, inputs, "fp16", described)
             parity.raise_if_failed()
             extra_parity = {"fp32_graph": fp32_parity.to_dict()}
-            fp16_info = fp16_facts(proto, fp16_block_list)
+            fp16_info = fp16_facts(proto, request.fp16_block_list)
 
         graph = summarize_graph(proto)
         manifest = manifest_for(
@@ -295,7 +278,7 @@ def export_model(
             preprocessing=pre,
             image_size=image_size,
             precision=precision,
-            source=source or {"path": None, "sha256": None, "format": "in-memory"},
+            source=description.source or {"path": None, "sha256": None, "format": "in-memory"},
             graph=graph,
         )
         manifest.accuracy = {"parity": parity.to_dict(), **extra_parity}
@@ -330,16 +313,8 @@ def _store_metadata(proto: onnx.ModelProto, manifest: Manifest) -> None:
 def export_onnx(
     source: str | Path | LoadedModel,
     out_path: str | Path,
-    *,
-    precision: str = "fp32",
-    opset: int = DEFAULT_OPSET,
-    eval_data: str | Path | None = None,
-    parity_samples: int | None = None,
-    image_size: int | None = None,
-    expected_classes: int | None = None,
-    expected_model: str | None = None,
+    request: ExportRequest | None = None,
     source_info: dict[str, Any] | None = None,
-    lrn: str = "native",
     progress: Progress | None = None,
 ) -> ExportResult:
     """Export a checkpoint (ours or a torchvision AlexNet state dict) or a loaded model to ONNX.
@@ -347,15 +322,9 @@ def export_onnx(
     Args:
         source: the checkpoint file, or a :class:`~alexnet_deploy.core.checkpoint.LoadedModel`.
         out_path: the ONNX file to write; the sidecar goes beside it.
-        precision: ``"fp32"`` or ``"fp16"``.
-        opset: ONNX opset (default 18).
-        eval_data: an ImageFolder for the parity check (else seeded random inputs).
-        parity_samples: how many inputs the parity check uses (default: 64 for FP32, 1,024 for FP16).
-        image_size: input size (default: the checkpoint's crop, 224 for torchvision's weights).
-        expected_classes: refuse a checkpoint with another class count.
-        expected_model: refuse a checkpoint of another architecture.
+        request: :class:`ExportRequest` (its ``image_size`` defaults to the checkpoint's crop, 224 for
+            torchvision's weights; ``expected_*`` refuse another model).
         source_info: the sidecar's source entry when ``source`` is a LoadedModel (path, sha256, format).
-        lrn: ``"native"`` or ``"decomposed"`` (see :func:`export_model`).
         progress: called with a short description of each step.
 
     Returns:
@@ -365,26 +334,12 @@ def export_onnx(
         CheckpointError: the checkpoint is missing, corrupt, foreign, or not the expected model.
         ConfigError, ArtifactError, GateError: as :func:`export_model`.
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"Unknown precision '{precision}'; choose fp32 or fp16.")
+    request = request or ExportRequest()
     check_output_path(out_path)  # before loading 250 MB of weights
-    loaded, info = load_source(source, expected_classes=expected_classes, expected_model=expected_model)
+    loaded, info = load_source(source, expected_classes=request.expected_classes, expected_model=request.expected_model)
     if source_info:
         info = {**info, **source_info}
-    size = image_size or loaded.preprocessing.crop
     arch = {k: loaded.arch[k] for k in ("name", "num_classes", "width", "columns") if k in loaded.arch}
-    return export_model(
-        loaded.model,
-        out_path,
-        image_size=size,
-        classes=loaded.classes,
-        preprocessing=loaded.preprocessing,
-        arch=arch,
-        precision=precision,
-        opset=opset,
-        eval_data=eval_data,
-        parity_samples=parity_samples,
-        source=info,
-        lrn=lrn,
-        progress=progress,
-    )
+    description = ModelDescription(tuple(loaded.classes), loaded.preprocessing, arch, info)
+    size = request.image_size or loaded.preprocessing.crop
+    return export_model(loaded.model, out_path, replace(request, image_size=size), description, progress)

@@ -51,7 +51,7 @@ def trained_onnx(tiny20: Path, directory: Path, weights_cache: Path | None = Non
     """
     key = str(tiny20)
     if key not in _CACHE:
-        from export import export_model
+        from export import ExportRequest, ModelDescription, export_model
 
         recipe = hashlib.sha256(inspect.getsource(_train).encode()).hexdigest()[:12]
         name = f"tiny20-paper-w025-e{EPOCHS}-{recipe}-torch{torch.__version__}.pt"
@@ -68,11 +68,12 @@ def trained_onnx(tiny20: Path, directory: Path, weights_cache: Path | None = Non
         export_model(
             model,
             out,
-            image_size=IMAGE_SIZE,
-            classes=class_names(tiny20 / "train"),
-            preprocessing=PREPROCESSING,
-            arch={"name": "alexnet_paper", "num_classes": 20, "width": 0.25, "columns": 2},
-            parity_samples=8,
+            ExportRequest(image_size=IMAGE_SIZE, parity_samples=8),
+            ModelDescription(
+                classes=class_names(tiny20 / "train"),
+                preprocessing=PREPROCESSING,
+                arch={"name": "alexnet_paper", "num_classes": 20, "width": 0.25, "columns": 2},
+            ),
         )
         _CACHE[key] = out
     return _CACHE[key]

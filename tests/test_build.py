@@ -10,20 +10,27 @@ from PIL import Image
 from quant_models import trained_onnx
 from typer.testing import CliRunner
 
-import calib.pipeline
-from alexnet_deploy.build import BuildGateError, BuildOptions, build, default_output
+import calib.cache
+from alexnet_deploy.build import BuildGateError, build, default_output
 from alexnet_deploy.cli.main import app
-from alexnet_deploy.core.accuracy import Gate
+from alexnet_deploy.core.accuracy import EvalRequest, Gate
 from alexnet_deploy.core.errors import MissingBackendError
 from alexnet_deploy.core.files import sha256_file
 from alexnet_deploy.core.manifest import load_manifest, save_manifest
+from alexnet_deploy.requests import BuildRequest, ProbeRequest
 from alexnet_deploy.selection import choose_backends
 from alexnet_deploy.verify import evaluate
 from calib import describe_qdq
+from calib.request import CalibrationRequest
 
 runner = CliRunner()
 LOOSE = Gate(2.0, 2.0)  # 200 val images: one image is 0.5 point, so the default gate is a coin toss here
-FAST = dict(num_calib_images=64, holdout_images=60, use_cache=False, backend="onnxruntime")
+
+
+def fast(calib_data=None, *, backend="onnxruntime", method="minmax", **fields) -> BuildRequest:
+    """A small INT8 build: 64 calibration and 60 held-out images, no cache, the loose gate."""
+    calibration = CalibrationRequest(data=calib_data, method=method, num_images=64, holdout_images=60, use_cache=False)
+    return BuildRequest(backend=backend, verify=EvalRequest(LOOSE), calibration=calibration, **fields)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +56,7 @@ def black(tmp_path_factory, tiny20):
 
 def test_int8_build_writes_the_file_it_verified(fp32_onnx, tiny20, tmp_path):
     out = tmp_path / "m.int8.onnx"
-    result = build(fp32_onnx, tiny20, tiny20, BuildOptions(gate=LOOSE, calib_method="minmax", **FAST), out=out)
+    result = build(fp32_onnx, tiny20, fast(tiny20), out=out)
     assert result.passed and result.path == out and out.is_file()
     m = load_manifest(out)
     assert m.kind == "onnx" and m.precision == "int8" and m.gate["status"] == "passed" and not m.gate["forced"]
@@ -67,7 +74,7 @@ def test_int8_build_writes_the_file_it_verified(fp32_onnx, tiny20, tmp_path):
 def test_broken_calibration_is_refused_and_nothing_is_written(fp32_onnx, tiny20, black, tmp_path):
     out = tmp_path / "out" / "m.int8.onnx"
     with pytest.raises(BuildGateError, match="no engine was written") as err:
-        build(fp32_onnx, tiny20, black, BuildOptions(gate=LOOSE, calib_method="minmax", max_fallback_layers=0, **FAST),
+        build(fp32_onnx, tiny20, fast(black, max_fallback_layers=0),
               out=out)  # fmt: skip
     result = err.value.result
     assert not result.passed and result.path is None and result.comparison["agreement_top1"] < 80.0
@@ -92,7 +99,7 @@ def test_force_writes_the_failed_engine_marked_failed(fp32_onnx, tiny20, black, 
 
 @pytest.mark.slow
 def test_fallback_leaves_the_damaged_layer_in_float(fp32_onnx, tiny20, tmp_path, monkeypatch):
-    real = calib.pipeline.compute_ranges
+    real = calib.cache.compute_ranges
 
     def conv1_broken(*args, **kwargs):
         ranges = real(*args, **kwargs)
@@ -100,9 +107,9 @@ def test_fallback_leaves_the_damaged_layer_in_float(fp32_onnx, tiny20, tmp_path,
         ranges.values["images"] = (lo * 0.02, hi * 0.02)  # conv1's input range: 50x too narrow
         return ranges
 
-    monkeypatch.setattr(calib.pipeline, "compute_ranges", conv1_broken)
+    monkeypatch.setattr(calib.cache, "compute_ranges", conv1_broken)
     out = tmp_path / "fb.onnx"
-    result = build(fp32_onnx, tiny20, tiny20, BuildOptions(gate=LOOSE, calib_method="minmax", **FAST), out=out)
+    result = build(fp32_onnx, tiny20, fast(tiny20), out=out)
     assert result.passed and result.fallback["float_layers"] == ["conv1"]
     assert result.fallback["ranking"][0]["label"] == "conv1"
     assert not result.fallback["attempts"][0]["passed"] and result.fallback["attempts"][-1]["passed"]
@@ -132,8 +139,8 @@ def test_calibrate_auto_reports_all_three_methods(fp32_onnx, tiny20, tmp_path):
 
 
 def test_fp16_build(fp32_onnx, tiny20, tmp_path):
-    options = BuildOptions(precision="fp16", backend="onnxruntime")
-    result = build(fp32_onnx, tiny20, options=options, out=tmp_path / "h.onnx")
+    request = BuildRequest(precision="fp16", backend="onnxruntime")
+    result = build(fp32_onnx, tiny20, request, out=tmp_path / "h.onnx")
     assert result.passed and result.comparison["agreement_top1"] >= 99.0
     m = load_manifest(tmp_path / "h.onnx")
     assert m.precision == "fp16" and m.calibration == {}
@@ -220,6 +227,7 @@ def test_tensorrt_branch_builds_the_tensorrt_form_and_records_the_plan(fp32_onnx
     """The TensorRT path's control flow with a stand-in build_plan (the 'plan' is the Q/DQ ONNX itself, run by
     ONNX Runtime): TensorRT itself is not available here."""
     import alexnet_deploy.backends.tensorrt.builder as trt_engine
+    import alexnet_deploy.backends.verification as verification
     import alexnet_deploy.core.system as system
     import alexnet_deploy.selection as selection
     from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
@@ -235,11 +243,11 @@ def test_tensorrt_branch_builds_the_tensorrt_form_and_records_the_plan(fp32_onnx
 
     monkeypatch.setattr(system, "tensorrt_status", lambda: {"usable": True, "version": "10.9.0", "reason": ""})
     monkeypatch.setattr(trt_engine, "build_plan", fake_build_plan)
-    monkeypatch.setattr(selection, "runner_for", lambda art, *a, **k: OnnxRuntimeRunner(art.path))
+    for module in (verification, selection):  # verifying the plan, and the speed probe
+        monkeypatch.setattr(module, "runner_for", lambda art, *a, **k: OnnxRuntimeRunner(art.path))
     out = tmp_path / "m.plan"
-    options = BuildOptions(gate=LOOSE, calib_method="minmax", num_calib_images=64, holdout_images=60, use_cache=False,
-                           engine_options={"tensorrt": TensorRTBuildOptions(opt_batch=16, max_batch=64)})  # fmt: skip
-    result = build(fp32_onnx, tiny20, tiny20, options, out=out)
+    request = fast(tiny20, backend="auto", engines={"tensorrt": TensorRTBuildOptions(opt_batch=16, max_batch=64)})
+    result = build(fp32_onnx, tiny20, request, out=out)
     assert result.backend == "tensorrt" and result.passed
     assert {x["activation"]["dtype"] for x in seen["onnx"]["layers"]} == {"int8"}  # TensorRT's symmetric form
     m = load_manifest(out)
@@ -250,9 +258,8 @@ def test_tensorrt_branch_builds_the_tensorrt_form_and_records_the_plan(fp32_onnx
 
 def test_auto_measures_every_verified_candidate_and_keeps_the_fastest(fp32_onnx, tiny20, tmp_path):
     out = tmp_path / "m.int8.onnx"
-    options = BuildOptions(gate=LOOSE, calib_method="minmax", num_calib_images=64, holdout_images=60, use_cache=False,
-                           probe_batches=(1, 8), probe_seconds=0.2)  # fmt: skip
-    result = build(fp32_onnx, tiny20, tiny20, options, out=out)
+    request = fast(tiny20, backend="auto", probe=ProbeRequest((1, 8), 0.2))
+    result = build(fp32_onnx, tiny20, request, out=out)
     m = load_manifest(out)
     selection = m.extra["selection"]
     assert {(c["backend"], c["form"]) for c in selection["candidates"]} == {
@@ -277,7 +284,8 @@ def test_bf16_is_openvinos_inference_precision_and_is_gated(fp32_onnx, tiny20, t
     if not precision_supported("bf16"):
         pytest.skip("this CPU has no BF16 support in OpenVINO (OPTIMIZATION_CAPABILITIES lacks BF16)")
     out = tmp_path / "m.bf16.ov.onnx"
-    result = build(fp32_onnx, tiny20, options=BuildOptions(precision="bf16", gate=LOOSE, probe_batches=()), out=out)
+    request = BuildRequest(precision="bf16", verify=EvalRequest(LOOSE), probe=ProbeRequest(()))
+    result = build(fp32_onnx, tiny20, request, out=out)
     m = load_manifest(out)
     assert result.passed and result.backend == "openvino" and m.precision == "bf16"
     assert m.engine["compiled"]["INFERENCE_PRECISION_HINT"] == "bf16" and m.gate["status"] == "passed"

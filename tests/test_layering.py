@@ -1,7 +1,12 @@
 """The floor plan stays true: each floor imports only the floors below it, and no module reaches into another
 module's private names.
 
-    core  <-  backends  <-  stages (train, export, calib)  <-  orchestration (build, verify, bench, cli, ...)
+    core  <-  backends  <-  stages (train, export, calib)  <-  orchestration (build, verify, bench, ...)  <-  cli
+
+Inside the orchestration floor the build's steps sit below the build: ``alexnet_deploy.build`` may use
+``selection`` and ``sensitivity`` (and the light ``requests``), never the other way round, and the two steps do
+not use each other (the fallback is the build's own step: it ranks with ``sensitivity`` and recompiles with
+``selection``).
 
 Every import statement of every module is read with ``ast`` (lazy imports inside functions included), so a new
 upward import anywhere fails here.
@@ -100,6 +105,26 @@ def test_no_module_reaches_into_another_modules_private_names(name, path):
         if n.startswith("_") and not n.startswith("__") and module in ours and module != name
     ]
     assert not private, f"{name} imports private names: {private}"
+
+
+#: Inside orchestration: module -> the orchestration modules it must not import (the build's steps stay below it).
+STEPS_BELOW_THE_BUILD = {
+    "alexnet_deploy.requests": {"alexnet_deploy.build", "alexnet_deploy.selection", "alexnet_deploy.sensitivity"},
+    "alexnet_deploy.selection": {"alexnet_deploy.build", "alexnet_deploy.sensitivity"},
+    "alexnet_deploy.sensitivity": {"alexnet_deploy.build", "alexnet_deploy.selection"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(STEPS_BELOW_THE_BUILD))
+def test_the_builds_steps_never_import_the_build_or_each_other(name):
+    path = next(p for n, p in MODULES if n == name)
+    found = {
+        target
+        for _, module, names in _imports(path, name)
+        for target in [module] + [f"{module}.{n}" for n in names]
+        if target in STEPS_BELOW_THE_BUILD[name]
+    }
+    assert not found, f"{name} imports {sorted(found)}"
 
 
 def test_the_layering_check_catches_an_upward_import(tmp_path):

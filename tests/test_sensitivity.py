@@ -6,12 +6,12 @@ import pytest
 from quant_models import trained_onnx
 from typer.testing import CliRunner
 
+from alexnet_deploy.backends.verification import verify_file
 from alexnet_deploy.cli.main import app
 from alexnet_deploy.core.images import load_eval_images
 from alexnet_deploy.sensitivity import LayerSensitivity, plot_sensitivity, rank_layers
 from calib import calibrate, open_source_model, quantizable_layers
-from calib.pipeline import fp32_logits
-from calib.qdq import TENSORRT_FORM
+from calib.request import CalibrationRequest
 
 runner = CliRunner()
 
@@ -23,12 +23,13 @@ def fp32_onnx(tiny20, tmp_path_factory, request):
 
 def test_a_damaged_layer_ranks_first(fp32_onnx, tiny20):
     source = open_source_model(fp32_onnx)
-    ranges = calibrate(fp32_onnx, tiny20, None, method="minmax", num_images=64, use_cache=False).ranges
+    calibration = calibrate(fp32_onnx, CalibrationRequest(data=tiny20, method="minmax", num_images=64, use_cache=False))
+    ranges = calibration.ranges
     conv3 = quantizable_layers(fp32_onnx)[2]
     lo, hi = ranges.values[conv3.activation]
     ranges.values[conv3.activation] = (lo * 0.02, hi * 0.02)  # conv3's input range: 50x too narrow
     images = load_eval_images(tiny20, source.manifest.classes, source.preprocessing, limit=100)
-    ranking = rank_layers(fp32_onnx, ranges, TENSORRT_FORM, images, fp32_logits(source, images))
+    ranking = rank_layers(fp32_onnx, calibration, images, verify_file(source.path, images).logits)
     assert len(ranking) == 8 and ranking[0].label == "conv3"
     assert ranking[0].agreement_top1 < ranking[-1].agreement_top1
     assert [r.agreement_top1 for r in ranking] == sorted(r.agreement_top1 for r in ranking)

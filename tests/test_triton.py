@@ -45,13 +45,20 @@ def _export(tiny20: Path, out: Path, precision: str = "fp32") -> Path:
 
     from alexnet_deploy.core.data import Preprocessing, class_names
     from alexnet_deploy.core.models import alexnet_paper
-    from export import export_model
+    from export import ExportRequest, ModelDescription, export_model
 
     torch.manual_seed(0)
     model = alexnet_paper(width=0.25, num_classes=20, init="kaiming").eval()
-    export_model(model, out, image_size=64, classes=class_names(tiny20 / "train"), precision=precision,
-                 preprocessing=Preprocessing.for_crop(64), parity_samples=64, eval_data=tiny20,
-                 arch={"name": "alexnet_paper", "num_classes": 20, "width": 0.25, "columns": 2})  # fmt: skip
+    export_model(
+        model,
+        out,
+        ExportRequest(image_size=64, precision=precision, parity_samples=64, parity_data=tiny20),
+        ModelDescription(
+            classes=class_names(tiny20 / "train"),
+            preprocessing=Preprocessing.for_crop(64),
+            arch={"name": "alexnet_paper", "num_classes": 20, "width": 0.25, "columns": 2},
+        ),
+    )
     return out
 
 
@@ -81,9 +88,20 @@ def fake_plan(onnx: Path, folder: Path, cc: str, *, max_batch: int = 32, classes
     engine = {"tensorrt_version": trt, "gpu": {"name": f"GPU sm{cc}", "compute_capability": cc},
               "profile": {"input": "images", "min": [1, *chw], "opt": [8, *chw], "max": [max_batch, *chw]},
               "io": [], "build_options": {"version_compatible": False}}  # fmt: skip
-    save_manifest(plan, Manifest(kind="plan", model=m.model, classes=classes or m.classes, input=m.input,
-                                 output=m.output, preprocessing=m.preprocessing, precision="int8", engine=engine,
-                                 gate={"status": "passed"}))  # fmt: skip
+    save_manifest(
+        plan,
+        Manifest(
+            kind="plan",
+            model=m.model,
+            classes=classes or m.classes,
+            input=m.input,
+            output=m.output,
+            preprocessing=m.preprocessing,
+            precision="int8",
+            engine=engine,
+            gate={"status": "passed"},
+        ),
+    )
     return plan
 
 
@@ -361,8 +379,12 @@ class TritonServer:
         if (self.root / "backends" / "python" / "triton_python_backend_stub").is_file() or not stubs.is_dir():
             return self.root
         python = self.python_env / "bin" / "python" if self.python_env else Path(sys.executable)
-        version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        version = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         copy = self.tmp / "tritonserver"
         shutil.copytree(self.root, copy, ignore=shutil.ignore_patterns("python_backend_stubs"), symlinks=True)
         shutil.copy2(stubs / version / "triton_python_backend_stub", copy / "backends" / "python")
@@ -382,8 +404,13 @@ class TritonServer:
             args = [f"--model-repository={repo}", f"--backend-directory={tree / 'backends'}",
                     f"--cache-directory={tree / 'caches'}", "--http-address=127.0.0.1", f"--http-port={port}",
                     "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5"]  # fmt: skip
-            self.proc = subprocess.Popen([tree / "bin" / "tritonserver", *args], stdout=log, stderr=subprocess.STDOUT,
-                                         env=env, start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [tree / "bin" / "tritonserver", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         url, deadline = f"127.0.0.1:{port}", time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.proc.poll() is None:
             with contextlib.suppress(Exception):  # not listening yet

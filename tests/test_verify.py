@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -58,8 +59,7 @@ def test_evaluate_against_itself_agrees_fully(fp32_onnx, tiny20):
     assert report.accuracy["num_images"] == 200 and report.reference["agreement_top1"] == 100.0
     assert report.gate.passed and report.top1 == report.reference["reference_top1"] > 5.0  # above chance (5%)
     require_pass(report)
-    report.gate.passed = False
-    report.gate.reason = "top-1 fell"
+    report.gate = dataclasses.replace(report.gate, passed=False, reason="top-1 fell")
     with pytest.raises(GateError, match="failed the accuracy gate"):
         require_pass(report)
 

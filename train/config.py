@@ -286,6 +286,20 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def command_overrides(pairs: list[str], named: Mapping[str, Any]) -> dict[str, Any]:
+    """The overrides of ``train``'s command line: the ``--set NAME=VALUE`` pairs, then the named options that were
+    given (``None``: not given). A crop size without a resize keeps the paper's 256/224 ratio.
+
+    Raises:
+        ConfigError: a pair without ``=``.
+    """
+    overrides: dict[str, Any] = parse_overrides(pairs)
+    overrides.update({k: str(v) if isinstance(v, Path) else v for k, v in named.items() if v is not None})
+    if named.get("image_size") is not None and "resize" not in overrides:
+        overrides["resize"] = round(named["image_size"] * 256 / 224)
+    return overrides
+
+
 def resolve_config(
     base: str | TrainConfig | Mapping[str, Any] = "paper",
     config_file: str | Path | None = None,

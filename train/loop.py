@@ -96,6 +96,18 @@ class FitResult:
     best_checkpoint: Path | None = None  # best.pt, when it exists
     epochs_trained: int = 0  # by this call (a resume counts only its own)
 
+    def summary(self) -> dict[str, Any]:
+        """What ``train --json`` prints."""
+        return {
+            "output": str(self.output),
+            "best": self.best,
+            "checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
+            "ten_crop": self.ten_crop,
+            "epochs_run": len(self.history),
+            "epochs_trained_now": self.epochs_trained,
+            "wall_seconds": round(self.wall_seconds, 1),
+        }
+
 
 def _checkpoint(
     placed: PlacedModel, optimizer, schedule, cfg: TrainConfig, data: Data, epoch: int, metrics: dict

@@ -6,8 +6,10 @@ rule; heavy libraries are imported only inside it. Every module offers the same 
 * ``status() -> BackendStatus``: installed? version? can it build here, can it run here, and why not;
 * ``open_runner(artifact, *, device, threads, precision, compile) -> Runner``: a runner for an :class:`Artifact`,
   after the module's compatibility rule has checked the artifact's sidecar against this machine;
-* ``build(onnx_path, out_path, options) -> dict`` (backends that compile): write the engine file atomically and
-  return the engine facts for the sidecar; ``BuildOptions`` is that module's frozen options dataclass.
+* ``compile_engine(onnx_path, out_path, options) -> dict`` (backends that compile): write the engine file
+  atomically and return the engine facts for the sidecar; ``options`` is an instance of the frozen dataclass its
+  registry entry names (:attr:`BackendSpec.options`), whose fields made with :func:`backends.base.cli_option`
+  are the backend's options on ``alexnet-deploy build`` (:attr:`BackendSpec.panel`).
 
 :func:`describe_artifact` is the one answer to "what is this artifact" (kind, backend, precision, classes,
 preprocessing, input shape, manifest), with the sidecar checked against its schema, the file's sha256 and the
@@ -21,13 +23,15 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alexnet_deploy.backends.base import BackendStatus, Runner
-from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.manifest import Manifest, artifact_file, load_manifest
 from alexnet_deploy.core.vocab import BackendName
+
+if TYPE_CHECKING:  # core.data imports torch: the CLI reads this registry at start-up without it
+    from alexnet_deploy.core.data import Preprocessing
 
 __all__ = [
     "Artifact",
@@ -55,6 +59,9 @@ class BackendSpec:
         runs: the artifact kind it runs: ``"checkpoint"``, ``"onnx"`` or ``"plan"``.
         suffix: the file ending of the engines it builds (``""``: it builds none).
         aliases: other names the command line accepts (``ort``, ``trt``...).
+        options: ``"module:Class"`` of its build options (a frozen dataclass; ``""``: it builds nothing).
+        panel: the help panel of those options on ``alexnet-deploy build``.
+        forms: the INT8 Q/DQ forms it compiles (names of ``calib.qdq.FORMS``), preferred first.
     """
 
     name: BackendName
@@ -62,6 +69,9 @@ class BackendSpec:
     runs: str
     suffix: str = ""
     aliases: tuple[str, ...] = ()
+    options: str = ""
+    panel: str = ""
+    forms: tuple[str, ...] = ()
 
     @property
     def builds(self) -> bool:
@@ -70,6 +80,21 @@ class BackendSpec:
     def load(self) -> ModuleType:
         """The backend's module."""
         return importlib.import_module(self.module)
+
+    def options_class(self) -> type:
+        """The backend's build options class (imports its module, which imports no heavy library).
+
+        Raises:
+            ConfigError: the backend builds nothing.
+        """
+        if not self.options:
+            raise ConfigError(f"The {self.name} backend builds no engine, so it has no build options.")
+        module, _, name = self.options.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def default_options(self) -> Any:
+        """The backend's build options with every default."""
+        return self.options_class()()
 
     def status(self) -> BackendStatus:
         """What the backend can do on this machine (never raises)."""
@@ -93,11 +118,20 @@ def register(spec: BackendSpec) -> BackendSpec:
     return spec
 
 
-register(BackendSpec(BackendName.TORCH, "alexnet_deploy.backends.pytorch", runs="checkpoint"))
-register(BackendSpec(BackendName.ONNXRUNTIME, "alexnet_deploy.backends.onnxruntime", "onnx", "ort.onnx", ("ort",)))
-register(BackendSpec(BackendName.OPENVINO, "alexnet_deploy.backends.openvino", "onnx", "ov.onnx", ("ov",)))
-register(BackendSpec(BackendName.TENSORRT, "alexnet_deploy.backends.tensorrt", "plan", "plan", ("trt",)))
-register(BackendSpec(BackendName.TENSORRT_RTX, "alexnet_deploy.backends.tensorrt.rtx", "plan", "rtx.plan", ("rtx",)))
+_B, _BOTH = "alexnet_deploy.backends", ("tensorrt", "onnxruntime")
+# fmt: off
+register(BackendSpec(BackendName.TORCH, f"{_B}.pytorch", runs="checkpoint"))
+register(BackendSpec(BackendName.ONNXRUNTIME, f"{_B}.onnxruntime", "onnx", "ort.onnx", aliases=("ort",),
+                     options=f"{_B}.onnxruntime:OnnxRuntimeBuildOptions", panel="ONNX Runtime options", forms=_BOTH))
+register(BackendSpec(BackendName.OPENVINO, f"{_B}.openvino", "onnx", "ov.onnx", aliases=("ov",),
+                     options=f"{_B}.openvino:OpenVINOBuildOptions", panel="OpenVINO options", forms=_BOTH))
+register(BackendSpec(BackendName.TENSORRT, f"{_B}.tensorrt", "plan", "plan", aliases=("trt",),
+                     options=f"{_B}.tensorrt.builder:TensorRTBuildOptions", panel="TensorRT options",
+                     forms=("tensorrt",)))
+register(BackendSpec(BackendName.TENSORRT_RTX, f"{_B}.tensorrt.rtx", "plan", "rtx.plan", aliases=("rtx",),
+                     options=f"{_B}.tensorrt.rtx:RTXBuildOptions", panel="TensorRT-RTX options",
+                     forms=("tensorrt",)))
+# fmt: on
 
 
 def backends() -> list[BackendSpec]:
@@ -219,6 +253,8 @@ def _describe_onnx(path: Path, manifest: Manifest | None) -> Artifact:
     from alexnet_deploy.backends.onnxruntime import onnx_graph_facts
 
     facts = onnx_graph_facts(path)  # ArtifactError: not ONNX, or not one image input and one logits output
+    from alexnet_deploy.core.data import Preprocessing
+
     pre = Preprocessing.from_dict(manifest.preprocessing) if manifest and manifest.preprocessing else None
     height, width = facts.input_shape[1:]
     if pre is not None and any(d > 0 and d != pre.crop for d in (height, width)):
@@ -253,6 +289,8 @@ def _describe_plan(path: Path, manifest: Manifest | None) -> Artifact:
         return Artifact(path, "plan", _default_backend("plan", None), "fp32", [], None)
     if not manifest.engine:
         raise ArtifactError(f"{path.name}'s sidecar does not describe a TensorRT plan (it has no engine facts).")
+    from alexnet_deploy.core.data import Preprocessing
+
     pre = Preprocessing.from_dict(manifest.preprocessing) if manifest.preprocessing else None
     shape = manifest.input.get("shape") or [-1, 3, pre.crop if pre else 224, pre.crop if pre else 224]
     return Artifact(

@@ -105,3 +105,33 @@ class BackendStatus:
         what = [w for w, ok in (("build", self.can_build), ("run", self.can_run)) if ok]
         head = f"{' and '.join(what) or 'neither build nor run'} here"
         return f"{head} ({self.reason})" if self.reason else head
+
+
+@dataclass(frozen=True)
+class CliFlag:
+    """How one field of a backend's build options is offered on ``alexnet-deploy build``.
+
+    Attributes:
+        flag: the option's name (``--ov-hint``); several backends may share one (the TensorRT flavours' profile).
+        help: its help line.
+        type: what the command line gives (default: the type of the field's default).
+        parse: turns that value into the field's (``None``: taken as it is).
+        shared: instead of a flag of its own, the field takes the value of the build command's option of this
+            name (``threads``: one ``--threads`` for every CPU backend).
+    """
+
+    flag: str = ""
+    help: str = ""
+    type: object = None
+    parse: object = None
+    shared: str = ""
+
+
+def cli_option(default, flag: str, help: str, *, type: object = None, parse: object = None):
+    """A dataclass field of a backend's build options that ``alexnet-deploy build`` offers as ``flag``."""
+    return field(default=default, metadata={"cli": CliFlag(flag, help, type, parse)})
+
+
+def shared_option(default, shared: str):
+    """A field that takes the value of the build command's own ``--<shared>`` option."""
+    return field(default=default, metadata={"cli": CliFlag(shared=shared)})

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.backends.base import BackendStatus, Runner
+from alexnet_deploy.backends.base import BackendStatus, Runner, cli_option, shared_option
 from alexnet_deploy.core.errors import ArtifactError, MissingBackendError
 from alexnet_deploy.core.files import atomic_path
 from alexnet_deploy.core.paths import require_file
@@ -44,9 +44,17 @@ class OnnxRuntimeBuildOptions:
         threads: intra-op threads used when optimising.
     """
 
-    providers: tuple[str, ...] | None = None
-    optimize: bool = False
-    threads: int | None = None
+    providers: tuple[str, ...] | None = cli_option(
+        None,
+        "--ort-providers",
+        "ONNX Runtime providers, comma-separated (default: CUDA if installed, then CPU).",
+        type=str | None,
+        parse=lambda text: tuple(p.strip() for p in text.split(",") if p.strip()) or None if text else None,
+    )
+    optimize: bool = cli_option(
+        False, "--ort-optimize", "ONNX Runtime: write its optimised graph (tied to its version)."
+    )
+    threads: int | None = shared_option(None, "threads")
 
 
 def available_providers() -> list[str]:
@@ -251,8 +259,7 @@ def onnx_graph_facts(path: str | Path) -> GraphFacts:
 
 
 #: The registry's names for this backend's build step and options.
-BuildOptions = OnnxRuntimeBuildOptions
-build = build_onnxruntime_engine
+compile_engine = build_onnxruntime_engine
 
 
 def status() -> BackendStatus:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from alexnet_deploy.backends.base import BackendStatus, Runner
+from alexnet_deploy.backends.base import BackendStatus, Runner, cli_option, shared_option
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
 from alexnet_deploy.core.files import atomic_path, sha256_file
 
@@ -130,9 +130,9 @@ class OpenVINOBuildOptions:
 
     device: str = "CPU"
     inference_precision: str | None = None
-    performance_hint: str = "LATENCY"
-    threads: int | None = None
-    num_streams: int | None = None
+    performance_hint: str = cli_option("LATENCY", "--ov-hint", "LATENCY or THROUGHPUT.", parse=str.upper)
+    threads: int | None = shared_option(None, "threads")
+    num_streams: int | None = cli_option(None, "--ov-streams", "OpenVINO NUM_STREAMS.", type=int | None)
     save_ir: bool = False
 
     def __post_init__(self) -> None:
@@ -493,8 +493,7 @@ def openvino_runner_for(
 
 
 # -- the registry's interface (alexnet_deploy.backends) -----------------------------------------------------------
-BuildOptions = OpenVINOBuildOptions
-build = build_openvino_engine
+compile_engine = build_openvino_engine
 
 
 def status() -> BackendStatus:

@@ -54,7 +54,7 @@ def handle_errors(fn: F) -> F:
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             where = _inputs(args, kwargs)
             typer.echo(
-                f"error: {fn.__name__} failed unexpectedly{f' on {where}' if where else ''}: "
+                f"error: {fn.__name__.removesuffix('_command')} failed unexpectedly{f' on {where}' if where else ''}: "
                 f"{type(exc).__name__}{f': {first}' if first else ''} (rerun with --verbose for the traceback).",
                 err=True,
             )

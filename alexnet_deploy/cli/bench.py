@@ -12,7 +12,7 @@ from alexnet_deploy.core.errors import ConfigError
 
 
 @handle_errors
-def bench(
+def bench_command(
     artifacts: Annotated[
         list[str],
         typer.Argument(
@@ -53,8 +53,6 @@ def bench(
     """
     import sys
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     from alexnet_deploy import bench as lib
     from alexnet_deploy.core.values import parse_batch_sizes
 
@@ -76,16 +74,7 @@ def bench(
     )
     used_threads = next((t.runner.threads for t in targets if getattr(t.runner, "threads", None)), threads)
     peak = lib.measure_ceiling(device, used_threads) if ceiling else None
-    total = len(targets) * len(config.batch_sizes) * config.rounds
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
-    ) as bar:
-        task = bar.add_task("bench", total=total)
-
-        def progress(text: str) -> None:
-            bar.update(task, advance=1, description=text)
-
-        report = lib.run_benchmark(targets, config, baseline=base, ceiling=peak, progress=progress)
+    report = _run_with_progress(targets, config, base, peak)
     report.command = " ".join(["alexnet-deploy", *sys.argv[1:]]) if sys.argv else "alexnet-deploy bench"
     console.print(render_table(report))
     warning = contention_warning(report)
@@ -97,6 +86,23 @@ def bench(
     if plot:
         lib.save_plot(report, plot)
         console.print(f"plot: {plot}")
+
+
+def _run_with_progress(targets, config, baseline, ceiling):
+    """Run the benchmark under a progress bar (one step per target, batch size and round)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from alexnet_deploy.bench import run_benchmark
+
+    total = len(targets) * len(config.batch_sizes) * config.rounds
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task("bench", total=total)
+        return run_benchmark(
+            targets, config, baseline=baseline, ceiling=ceiling,
+            progress=lambda text: bar.update(task, advance=1, description=text),
+        )  # fmt: skip
 
 
 def contention_warning(report) -> str | None:

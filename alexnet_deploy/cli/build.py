@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from alexnet_deploy.cli._backend_options import with_backend_options
 from alexnet_deploy.cli._common import console, handle_errors, print_json
-from alexnet_deploy.core.vocab import BackendName, CalibrationMethod, HardwareCompat
-from alexnet_deploy.options import BuildOptions
+from alexnet_deploy.core.values import parse_batch_sizes
+from alexnet_deploy.core.vocab import BackendName, CalibrationMethod
+from alexnet_deploy.requests import BuildRequest
 
-TRT = "TensorRT options"
-RTX = "TensorRT-RTX options"
-OV = "OpenVINO options"
-D = BuildOptions()  # the defaults, defined once
+D = BuildRequest()  # the defaults, defined once (each backend's own come from its options class)
+C = D.calibration
 
 
 def summary_table(result):
@@ -95,35 +94,9 @@ def _print(result, as_json: bool) -> None:
         console.print(f"Wrote [bold]{result.path}[/] and its sidecar.", highlight=False)
 
 
-def _engine_options(trt: dict, rtx_targets: str | None, ov: dict, ort: dict) -> dict:
-    """Each backend's build options from the command line (their defaults where not given)."""
-    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeBuildOptions
-    from alexnet_deploy.backends.openvino import OpenVINOBuildOptions
-    from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions
-    from alexnet_deploy.backends.tensorrt.rtx import DEFAULT_COMPUTE_CAPABILITIES, RTXBuildOptions
-
-    profile = {k: trt[k] for k in ("min_batch", "opt_batch", "max_batch", "workspace_mib")}
-    return {
-        BackendName.TENSORRT: TensorRTBuildOptions(**trt),
-        BackendName.TENSORRT_RTX: RTXBuildOptions(
-            **profile, compute_capabilities=rtx_targets or DEFAULT_COMPUTE_CAPABILITIES
-        ),
-        BackendName.OPENVINO: OpenVINOBuildOptions(**ov),
-        BackendName.ONNXRUNTIME: OnnxRuntimeBuildOptions(**ort),
-    }
-
-
-def _batches(text: str) -> tuple[int, ...]:
-    from alexnet_deploy.core.errors import ConfigError
-
-    try:
-        return tuple(int(b) for b in text.split(",") if b.strip())
-    except ValueError:
-        raise ConfigError(f"--probe-batch takes comma-separated batch sizes such as 1,32, not {text!r}.") from None
-
-
 @handle_errors
-def build(
+@with_backend_options
+def build_command(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX model (an export, with its .json sidecar).")],
     eval_data: Annotated[
         Path, typer.Option("--eval-data", help="Images for the accuracy gate: an ImageFolder or a root with val/.")
@@ -145,20 +118,20 @@ def build(
     ] = D.gate.max_top5_drop,
     force: Annotated[
         bool, typer.Option("--force", help="Write the engine even if the gate fails (marked failed; exit code 1).")
-    ] = False,
+    ] = D.force,
     calib_method: Annotated[
         CalibrationMethod, typer.Option(help="auto compares all three on held-out images.")
-    ] = D.calib_method,
-    num_calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = D.num_calib_images,
+    ] = C.method,
+    num_calib_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = C.num_images,
     holdout_images: Annotated[
         int, typer.Option(min=0, help="Held-out calibration images (choice, fallback).")
-    ] = D.holdout_images,
+    ] = C.holdout_images,
     percentile: Annotated[
         float, typer.Option(help="Percentile of |x| kept by the percentile method.")
-    ] = D.calibration.percentile,
+    ] = C.settings.percentile,
     num_bins: Annotated[
         int, typer.Option(help="Histogram bins of the entropy/percentile methods.")
-    ] = D.calibration.num_bins,
+    ] = C.settings.num_bins,
     max_fallback_layers: Annotated[
         int, typer.Option(min=0, help="Most layers left in float to pass the gate (0: no fallback).")
     ] = D.max_fallback_layers,
@@ -166,34 +139,10 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recalibrate instead of reusing cached ranges.")] = False,
     probe_batch: Annotated[
         str, typer.Option(help="Batch sizes the speed probe measures (auto chooses the fastest); empty: no probe.")
-    ] = ",".join(map(str, D.probe_batches)),
-    ort_optimize: Annotated[
-        bool, typer.Option("--ort-optimize", help="ONNX Runtime: write its optimised graph (tied to its version).")
-    ] = False,
-    ort_providers: Annotated[
-        str | None,
-        typer.Option(help="ONNX Runtime providers, comma-separated (default: CUDA if installed, then CPU)."),
-    ] = None,
+    ] = ",".join(map(str, D.probe.batches)),
     threads: Annotated[int | None, typer.Option(help="CPU threads for ONNX Runtime and OpenVINO.")] = None,
-    ov_hint: Annotated[str, typer.Option(rich_help_panel=OV, help="LATENCY or THROUGHPUT.")] = "LATENCY",
-    ov_streams: Annotated[int | None, typer.Option(rich_help_panel=OV, help="OpenVINO NUM_STREAMS.")] = None,
-    min_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Profile's smallest batch.")] = 1,
-    opt_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Batch TensorRT tunes for.")] = 8,
-    max_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Profile's largest batch.")] = 32,
-    workspace_mib: Annotated[int, typer.Option(rich_help_panel=TRT, help="Builder workspace limit (MiB).")] = 1024,
-    timing_cache: Annotated[Path | None, typer.Option(rich_help_panel=TRT, help="Timing cache file.")] = None,
-    opt_level: Annotated[int, typer.Option(rich_help_panel=TRT, help="Builder optimisation level 0-5.")] = 3,
-    hardware_compat: Annotated[
-        HardwareCompat, typer.Option(rich_help_panel=TRT, help="Hardware compatibility level.")
-    ] = HardwareCompat.NONE,
-    version_compatible: Annotated[
-        bool, typer.Option(rich_help_panel=TRT, help="Plan loadable by later TensorRT versions.")
-    ] = False,
-    layer_report: Annotated[Path | None, typer.Option(rich_help_panel=TRT, help="Per-layer JSON report.")] = None,
-    compute_capability: Annotated[
-        str | None, typer.Option(rich_help_panel=RTX, help="Target GPUs, e.g. 8.6,8.9,12.0 (default: Ampere on).")
-    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    engines: dict | None = None,  # every backend's own options (the panels below), filled by with_backend_options
 ) -> None:
     """Build an FP16, BF16 or INT8 engine and prove its accuracy against FP32.
 
@@ -201,30 +150,26 @@ def build(
     checks the engine against the FP32 model on --eval-data. With --backend auto every engine that can be
     verified here is built and checked, and the fastest that passes is kept (measured side by side). A build
     that fails the accuracy gate writes nothing and exits 1 (--force writes it, marked failed, and still exits 1)."""
-    from alexnet_deploy.build import BuildGateError
-    from alexnet_deploy.build import build as run_build
+    from alexnet_deploy.build import BuildGateError, build
     from alexnet_deploy.cli._progress import progress_bars
-    from alexnet_deploy.core.accuracy import Gate
+    from alexnet_deploy.core.accuracy import EvalRequest, Gate
+    from alexnet_deploy.requests import BuildRequest, ProbeRequest
+    from calib.request import CalibrationRequest, RangeSettings
 
-    trt = dict(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, workspace_mib=workspace_mib,
-               timing_cache=timing_cache, optimization_level=opt_level, hardware_compatibility=hardware_compat.value,
-               version_compatible=version_compatible, layer_report=layer_report)  # fmt: skip
-    providers = tuple(p.strip() for p in ort_providers.split(",") if p.strip()) if ort_providers else None
-    engines = _engine_options(
-        trt, compute_capability, dict(performance_hint=ov_hint.upper(), threads=threads, num_streams=ov_streams),
-        dict(providers=providers, optimize=ort_optimize, threads=threads),
+    settings = RangeSettings(percentile=percentile, num_bins=num_bins)
+    calibration = CalibrationRequest(
+        data=calib_data, method=calib_method, num_images=num_calib_images, holdout_images=holdout_images,
+        settings=settings, use_cache=not no_cache,
     )  # fmt: skip
-    options = BuildOptions(
+    request = BuildRequest(
         precision="bf16" if bf16 else "int8" if int8 else "fp16", backend=backend, force=force,
-        gate=Gate(max_top1_drop, max_top5_drop), calib_method=calib_method, num_calib_images=num_calib_images,
-        holdout_images=holdout_images,
-        calibration=replace(D.calibration, percentile=percentile, num_bins=num_bins), use_cache=not no_cache,
-        max_fallback_layers=max_fallback_layers, eval_limit=eval_limit, threads=threads, engine_options=engines,
-        probe_batches=_batches(probe_batch),
+        verify=EvalRequest(Gate(max_top1_drop, max_top5_drop), threads=threads, limit=eval_limit),
+        calibration=calibration, engines=engines or {}, max_fallback_layers=max_fallback_layers,
+        probe=ProbeRequest(parse_batch_sizes(probe_batch, flag="--probe-batch", allow_empty=True)),
     )  # fmt: skip
     try:
         with progress_bars(not as_json) as progress:
-            result = run_build(model, eval_data, calib_data, options, out=output, progress=progress)
+            result = build(model, eval_data, request, output, progress)
     except BuildGateError as exc:
         _print(exc.result, as_json)
         raise

@@ -9,9 +9,9 @@ import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
 from alexnet_deploy.core.vocab import CalibrationMethod, QuantTarget
-from calib.methods import DEFAULT_HOLDOUT_IMAGES, DEFAULT_NUM_IMAGES, CalibrationOptions
+from calib.request import CalibrationRequest
 
-CAL = CalibrationOptions()  # the defaults, defined once
+CAL = CalibrationRequest()  # the defaults, defined once
 
 
 def candidates_table(calibration: dict):
@@ -40,7 +40,7 @@ def candidates_table(calibration: dict):
 
 
 @handle_errors
-def calibrate(
+def calibrate_command(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX model (an export, with its .json sidecar).")],
     calib_data: Annotated[
         Path, typer.Option("--calib-data", help="Calibration images: an ImageFolder, or a root whose train/ is used.")
@@ -54,18 +54,20 @@ def calibrate(
     ] = QuantTarget.TENSORRT,
     method: Annotated[
         CalibrationMethod, typer.Option(help="auto tries all three and keeps the best on held-out calibration images.")
-    ] = CalibrationMethod.AUTO,
+    ] = CAL.method,
     num_images: Annotated[
         int, typer.Option(min=1, help="Calibration images, stratified over classes.")
-    ] = DEFAULT_NUM_IMAGES,
+    ] = CAL.num_images,
     holdout_images: Annotated[
         int, typer.Option(min=0, help="Held-out images for choosing a method.")
-    ] = DEFAULT_HOLDOUT_IMAGES,
+    ] = CAL.holdout_images,
     percentile: Annotated[
         float, typer.Option(help="Percentile of |x| kept by the percentile method.")
-    ] = CAL.percentile,
-    num_bins: Annotated[int, typer.Option(help="Histogram bins of the entropy/percentile methods.")] = CAL.num_bins,
-    seed: Annotated[int, typer.Option(help="Seed of the image selection.")] = 0,
+    ] = CAL.settings.percentile,
+    num_bins: Annotated[
+        int, typer.Option(help="Histogram bins of the entropy/percentile methods.")
+    ] = CAL.settings.num_bins,
+    seed: Annotated[int, typer.Option(help="Seed of the image selection.")] = CAL.seed,
     cache_dir: Annotated[Path | None, typer.Option(help="Range cache folder (default: MODEL.onnx.calib/).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recalibrate; do not read or write the cache.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
@@ -75,26 +77,16 @@ def calibrate(
     The Q/DQ ONNX (symmetric int8, per-channel weights, float biases) is what `build` compiles, here or on a GPU
     machine later."""
     from alexnet_deploy.cli._progress import progress_bars
-    from calib import CalibrationOptions
+    from calib import RangeSettings
     from calib import calibrate as run_calibration
 
     out = output or model.with_name(model.name.removesuffix(".onnx").removesuffix(".fp32") + ".int8.qdq.onnx")
-    options = CalibrationOptions(percentile=percentile, num_bins=num_bins)
+    request = CalibrationRequest.for_target(
+        target, data=calib_data, method=method, num_images=num_images, holdout_images=holdout_images, seed=seed,
+        settings=RangeSettings(percentile=percentile, num_bins=num_bins), cache_dir=cache_dir, use_cache=not no_cache,
+    )  # fmt: skip
     with progress_bars(not as_json) as progress:
-        result = run_calibration(
-            model,
-            calib_data,
-            out,
-            target=target.value,
-            method=method.value,
-            num_images=num_images,
-            holdout_images=holdout_images,
-            seed=seed,
-            options=options,
-            cache_dir=cache_dir,
-            use_cache=not no_cache,
-            progress=progress,
-        )
+        result = run_calibration(model, request, out, progress)
     summary = result.to_dict()
     if as_json:
         print_json({"output": str(out), **summary})

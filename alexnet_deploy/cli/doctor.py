@@ -10,7 +10,7 @@ from alexnet_deploy.cli._common import console, handle_errors, print_json
 
 
 @handle_errors
-def doctor(
+def doctor_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Report library versions, GPUs (probed in a subprocess), ONNX Runtime providers, and what every backend of

@@ -10,10 +10,11 @@ import typer
 from alexnet_deploy.cli._common import console, err_console, handle_errors, print_json
 from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.vocab import LrnForm, Precision
+from export.request import DEFAULT_OPSET
 
 
 @handle_errors
-def export(
+def export_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write (its sidecar: OUTPUT.json).")],
     checkpoint: Annotated[
         Path | None,
@@ -22,7 +23,7 @@ def export(
     precision: Annotated[
         Precision, typer.Option(help="fp32, or fp16 (FP16 weights and activations, FP32 inputs and outputs).")
     ] = Precision.FP32,
-    opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 18,
+    opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = DEFAULT_OPSET,
     eval_data: Annotated[
         Path | None, typer.Option(help="ImageFolder whose images feed the parity check (else random inputs).")
     ] = None,
@@ -53,28 +54,19 @@ def export(
 ) -> None:
     """Export a checkpoint to ONNX with a dynamic batch, named I/O (images -> logits), a native LRN, and a
     parity check against PyTorch in ONNX Runtime; the sidecar (OUTPUT.json) records the figures."""
-    from export import export_onnx, load_torchvision_weights
+    from export import ExportRequest, export_onnx, load_torchvision_weights
 
     if (checkpoint is None) == (weights is None):
         raise ConfigError("Give either a CHECKPOINT file or --weights NAME, not both and not neither.")
     source, source_info = checkpoint, None
     if weights is not None:
         source, source_info = load_torchvision_weights(weights)
+    request = ExportRequest(
+        precision.value, opset, lrn.value, eval_data, parity_samples, image_size, expected_classes=num_classes,
+        expected_model=model,
+    )  # fmt: skip
     with err_console.status("Exporting") as status:
-        result = export_onnx(
-            source,
-            output,
-            precision=precision.value,
-            opset=opset,
-            eval_data=eval_data,
-            parity_samples=parity_samples,
-            image_size=image_size,
-            expected_classes=num_classes,
-            expected_model=model,
-            source_info=source_info,
-            lrn=lrn.value,
-            progress=status.update,
-        )
+        result = export_onnx(source, output, request, source_info, status.update)
     if as_json:
         print_json({"path": str(result.path), **result.manifest.to_dict()})
         return

@@ -10,7 +10,7 @@ from alexnet_deploy.cli._common import console, handle_errors, print_json
 
 
 @handle_errors
-def info(
+def info_command(
     model: Annotated[str, typer.Argument(help="Model name: alexnet or alexnet_paper.")],
     columns: Annotated[int, typer.Option(help="alexnet_paper: 2 = the paper's two-GPU split, 1 = ungrouped.")] = 2,
     width: Annotated[float, typer.Option(help="Width multiplier on every channel count.")] = 1.0,

@@ -60,18 +60,18 @@ def callback(
     )
 
 
-app.command("quickstart")(quickstart.quickstart)
-app.command("info")(info.info)
-app.command("doctor")(doctor.doctor)
-app.command("train")(train.train)
-app.command("export")(export.export)
-app.command("calibrate")(calibrate.calibrate)
-app.command("build")(build.build)
-app.command("verify")(verify.verify)
-app.command("sensitivity")(sensitivity.sensitivity)
-app.command("bench")(bench.bench)
-app.command("predict")(predict.predict)
-app.command("triton")(triton.triton)
+app.command("quickstart")(quickstart.quickstart_command)
+app.command("info")(info.info_command)
+app.command("doctor")(doctor.doctor_command)
+app.command("train")(train.train_command)
+app.command("export")(export.export_command)
+app.command("calibrate")(calibrate.calibrate_command)
+app.command("build")(build.build_command)
+app.command("verify")(verify.verify_command)
+app.command("sensitivity")(sensitivity.sensitivity_command)
+app.command("bench")(bench.bench_command)
+app.command("predict")(predict.predict_command)
+app.command("triton")(triton.triton_command)
 
 
 def main() -> None:

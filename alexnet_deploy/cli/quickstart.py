@@ -11,7 +11,7 @@ from alexnet_deploy.cli._common import console, handle_errors
 
 
 @handle_errors
-def quickstart(
+def quickstart_command(
     data: Annotated[
         Path | None,
         typer.Option(help="ImageFolder root with train/ and val/ (e.g. tiny-imagenet-100); default: synthetic set."),

@@ -9,11 +9,14 @@ import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
 from alexnet_deploy.core.vocab import CalibrationMethod, QuantTarget
-from calib.methods import DEFAULT_NUM_IMAGES
+from alexnet_deploy.requests import SensitivityRequest
+from calib.request import CalibrationRequest
+
+D = SensitivityRequest()  # the defaults, defined once
 
 
 @handle_errors
-def sensitivity(
+def sensitivity_command(
     model: Annotated[Path, typer.Argument(help="FP32 ONNX model (an export, with its .json sidecar).")],
     calib_data: Annotated[Path, typer.Option("--calib-data", help="Calibration images (root with train/ or folder).")],
     eval_data: Annotated[Path, typer.Option("--eval-data", help="Images to measure on (root with val/ or folder).")],
@@ -21,8 +24,8 @@ def sensitivity(
         CalibrationMethod, typer.Option(help="Calibration method (not auto).")
     ] = CalibrationMethod.MINMAX,
     target: Annotated[QuantTarget, typer.Option(help="Q/DQ form to measure.")] = QuantTarget.TENSORRT,
-    num_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = DEFAULT_NUM_IMAGES,
-    limit: Annotated[int, typer.Option(min=1, help="Evaluation images (stratified).")] = 1000,
+    num_images: Annotated[int, typer.Option(min=1, help="Calibration images.")] = D.calibration.num_images,
+    limit: Annotated[int, typer.Option(min=1, help="Evaluation images (stratified).")] = D.limit,
     plot: Annotated[Path | None, typer.Option(help="Save a bar chart (PNG) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
@@ -35,18 +38,9 @@ def sensitivity(
     from alexnet_deploy.cli._progress import progress_bars
     from alexnet_deploy.sensitivity import sensitivity as run_sensitivity
 
+    calibration = CalibrationRequest.for_target(target, data=calib_data, method=method, num_images=num_images)
     with progress_bars(not as_json) as progress:
-        report = run_sensitivity(
-            model,
-            calib_data,
-            eval_data,
-            method=method.value,
-            target=target.value,
-            num_images=num_images,
-            limit=limit,
-            plot=plot,
-            progress=progress,
-        )
+        report = run_sensitivity(model, eval_data, SensitivityRequest(calibration, limit), plot, progress)
     if as_json:
         print_json(report.to_dict())
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -68,7 +69,7 @@ def progress_hooks():
 
 
 @handle_errors
-def train(
+def train_command(
     data: Annotated[
         Path | None, typer.Argument(help="Dataset root holding train/ and val/ (default: the preset's).")
     ] = None,
@@ -111,29 +112,14 @@ def train(
     """
     from alexnet_deploy.core.errors import ConfigError
     from train.checkpointing import load_resume_checkpoint
-    from train.config import parse_overrides, resolve_config
+    from train.config import command_overrides, resolve_config
     from train.loop import fit
 
-    overrides: dict[str, Any] = parse_overrides(set_ or [])
-    named = {
-        "data": str(data) if data else None,
-        "output": str(output) if output else None,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "width": width,
-        "image_size": image_size,
-        "devices": devices,
-        "workers": workers,
-        "max_minutes": max_minutes,
-        "ten_crop": ten_crop,
-        "seed": seed,
-    }
-    overrides.update({k: v for k, v in named.items() if v is not None})
-    if image_size is not None and "resize" not in overrides:
-        overrides["resize"] = round(image_size * 256 / 224)  # keep the paper's 256/224 ratio
+    named = dict(data=data, output=output, epochs=epochs, batch_size=batch_size, lr=lr, width=width,
+                 image_size=image_size, devices=devices, workers=workers, max_minutes=max_minutes, ten_crop=ten_crop,
+                 seed=seed)  # fmt: skip
     state = load_resume_checkpoint(resume) if resume else None
-    cfg = resolve_config(state["config"] if state else preset, config, overrides)
+    cfg = resolve_config(state["config"] if state else preset, config, command_overrides(set_ or [], named))
     if print_config:
         print_json(cfg.to_dict())
         return
@@ -141,32 +127,17 @@ def train(
         raise ConfigError("No dataset given: pass the DATA folder or use a preset that names one.")
     is_main = int(os.environ.get("RANK", "0")) == 0
     hooks = progress_hooks() if is_main else None
-    if hooks is not None:
-        hooks.progress.start()
-    try:
+    with hooks.progress if hooks is not None else contextlib.nullcontext():
         result = fit(cfg, resume=state, resume_path=resume, hooks=hooks)
-    finally:
-        if hooks is not None:
-            hooks.progress.stop()
     if not is_main:
         return
-    summary = {
-        "output": str(result.output),
-        "best": result.best,
-        "checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
-        "ten_crop": result.ten_crop,
-        "epochs_run": len(result.history),
-        "epochs_trained_now": result.epochs_trained,
-        "wall_seconds": round(result.wall_seconds, 1),
-    }
     if as_json:
-        print_json(summary)
-        return
-    best = result.best
-    if result.best_checkpoint is None:  # every finished run has one; say so plainly rather than name a ghost
+        print_json(result.summary())
+    elif result.best_checkpoint is None:  # every finished run has one; say so plainly rather than name a ghost
         console.print(f"no best.pt was written in {result.output}  ({result.wall_seconds / 60:.1f} min)")
-        return
-    console.print(
-        f"best: epoch {best['epoch']}, val top-1 {best['val_top1']:.2%}, top-5 {best['val_top5']:.2%} -> "
-        f"{result.best_checkpoint}  ({result.wall_seconds / 60:.1f} min)"
-    )
+    else:
+        best = result.best
+        console.print(
+            f"best: epoch {best['epoch']}, val top-1 {best['val_top1']:.2%}, top-5 {best['val_top5']:.2%} -> "
+            f"{result.best_checkpoint}  ({result.wall_seconds / 60:.1f} min)"
+        )

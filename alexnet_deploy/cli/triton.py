@@ -14,7 +14,7 @@ DEFAULTS = TritonOptions()
 
 
 @handle_errors
-def triton(
+def triton_command(
     artifacts: Annotated[list[Path], typer.Argument(help="ONNX files or TensorRT plans, each with its sidecar.")],
     repo: Annotated[Path, typer.Option("--repo", help="The model repository folder (created if absent).")],
     name: Annotated[str, typer.Option(help="Model name; several ONNX files become NAME_<precision>.")] = DEFAULTS.name,

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
-from alexnet_deploy.core.accuracy import Gate
+from alexnet_deploy.core.accuracy import EvalRequest
 
-GATE = Gate()  # the default gate, defined once
+D = EvalRequest()  # the defaults, defined once
 
 
 def report_table(report):
@@ -62,7 +62,7 @@ def worst_classes(report, n: int = 5) -> str:
 
 
 @handle_errors
-def verify(
+def verify_command(
     artifact: Annotated[Path, typer.Argument(help="Checkpoint (.pt), ONNX (.onnx) or TensorRT plan (.plan).")],
     data: Annotated[Path, typer.Option("--data", help="An ImageFolder, or a root whose val/ is used.")],
     reference: Annotated[
@@ -70,12 +70,12 @@ def verify(
     ] = None,
     max_top1_drop: Annotated[
         float, typer.Option(help="Gate: most top-1 points lost vs the reference.")
-    ] = GATE.max_top1_drop,
+    ] = D.gate.max_top1_drop,
     max_top5_drop: Annotated[
         float, typer.Option(help="Gate: most top-5 points lost vs the reference.")
-    ] = GATE.max_top5_drop,
+    ] = D.gate.max_top5_drop,
     limit: Annotated[int | None, typer.Option(min=1, help="Evaluate on this many images (stratified).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per inference call.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per inference call.")] = D.batch_size,
     threads: Annotated[int | None, typer.Option(help="CPU threads for the backend.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
@@ -83,20 +83,12 @@ def verify(
 
     With --reference also top-1 agreement with it, per-class deltas and the accuracy gate (exit 1 on failure)."""
     from alexnet_deploy.cli._progress import progress_bars
-    from alexnet_deploy.core.accuracy import Gate
+    from alexnet_deploy.core.accuracy import EvalRequest, Gate
     from alexnet_deploy.verify import evaluate, require_pass
 
+    request = EvalRequest(Gate(max_top1_drop, max_top5_drop), batch_size, threads, limit)
     with progress_bars(not as_json) as progress:
-        report = evaluate(
-            artifact,
-            data,
-            reference=reference,
-            gate=Gate(max_top1_drop, max_top5_drop),
-            batch_size=batch_size,
-            threads=threads,
-            limit=limit,
-            progress=progress,
-        )
+        report = evaluate(artifact, data, request, reference, progress)
     if as_json:
         print_json(report.to_dict())
     else:

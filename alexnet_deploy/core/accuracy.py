@@ -5,11 +5,15 @@ and the accuracy gate. Every stage that compares outputs (export parity, calibra
 * :func:`metrics` gives top-1/top-5/per-class accuracy; :func:`compare` adds top-1 agreement with a reference
   and the per-class deltas.
 * :class:`Gate` is the accuracy gate: by default top-1 and top-5 may each drop at most 0.5 point.
+* :class:`EvalRequest` says how a file is verified (gate, batch, threads, image limit) and :class:`Verification`
+  is what verifying it found; :func:`judge` makes one from logits. Running a file is
+  :func:`alexnet_deploy.backends.verification.verify_file`, the one place every step (verify, the build's
+  candidates, calibration scoring, sensitivity) runs, compares and gates.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -101,7 +105,7 @@ class Gate:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class GateResult:
     """The gate's verdict and the drops it judged (points; negative means the candidate did better)."""
 
@@ -114,3 +118,76 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """How a file is verified; every default is defined here once.
+
+    Attributes:
+        gate: the accuracy gate a comparison with a reference is judged by.
+        batch_size: images per inference (capped by what the runner takes).
+        threads: intra-op threads of CPU runners (``None``: the runtime's default).
+        limit: verify on this many images, stratified over classes (``None``: all); used where images are loaded.
+    """
+
+    gate: Gate = field(default_factory=Gate)
+    batch_size: int = 64
+    threads: int | None = None
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        from alexnet_deploy.core.errors import ConfigError
+
+        if self.batch_size < 1:
+            raise ConfigError(f"The batch size must be positive, not {self.batch_size}.")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"The image limit must be positive, not {self.limit}.")
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What verifying one file found: who ran it, its accuracy, and with a reference the comparison and the gate.
+
+    Attributes:
+        runner: the runner's name (``onnxruntime (CPUExecutionProvider)``...).
+        metrics: :func:`metrics` of its logits.
+        comparison: :func:`compare` with the reference (``None`` without one).
+        gate: the gate's verdict on the comparison (``None`` without a reference).
+        logits: the logits themselves.
+    """
+
+    runner: str
+    metrics: dict[str, Any]
+    comparison: dict[str, Any] | None = None
+    gate: GateResult | None = None
+    logits: np.ndarray = field(default_factory=lambda: np.empty((0, 0), np.float32), repr=False, compare=False)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the gate passed (``False`` where nothing was gated)."""
+        return bool(self.gate and self.gate.passed)
+
+    @property
+    def agreement(self) -> float | None:
+        """Top-1 agreement with the reference, percent (``None`` without one)."""
+        return self.comparison["agreement_top1"] if self.comparison else None
+
+
+def judge(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    num_classes: int,
+    reference_logits: np.ndarray | None,
+    gate: Gate,
+    runner: str = "",
+) -> Verification:
+    """The :class:`Verification` of logits: accuracy, and against a reference the comparison and the gate."""
+    comparison = compare(logits, reference_logits, targets) if reference_logits is not None else None
+    return Verification(
+        runner=runner,
+        metrics=metrics(logits, targets, num_classes),
+        comparison=comparison,
+        gate=gate.check(comparison) if comparison is not None else None,
+        logits=logits,
+    )

@@ -11,6 +11,8 @@ import pytest
 import torch
 from quant_models import PREPROCESSING, trained_onnx
 
+from calib.request import CalibrationRequest
+
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install openvino)")
 
 import alexnet_deploy.backends.openvino as ovb  # noqa: E402
@@ -43,7 +45,11 @@ def fp32_onnx(tiny20, tmp_path_factory, request):
 @pytest.fixture(scope="module")
 def int8_onnx(fp32_onnx, tiny20, tmp_path_factory):
     out = tmp_path_factory.mktemp("ov-int8") / "tiny20.int8.onnx"
-    return calibrate(fp32_onnx, tiny20, out, target="tensorrt", method="minmax", num_images=64, use_cache=False).path
+    return calibrate(
+        fp32_onnx,
+        CalibrationRequest.for_target("tensorrt", data=tiny20, method="minmax", num_images=64, use_cache=False),
+        out,
+    ).path
 
 
 @pytest.fixture(scope="module")

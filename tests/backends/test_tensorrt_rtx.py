@@ -62,7 +62,8 @@ def exports(tiny20, tmp_path_factory) -> dict[tuple[str, str], Path]:
     from alexnet_deploy.core.data import class_names
     from alexnet_deploy.core.models import alexnet, alexnet_paper
     from calib import calibrate
-    from export import convert_fp16, export_model
+    from calib.request import CalibrationRequest
+    from export import ExportRequest, ModelDescription, convert_fp16, export_model
 
     folder = tmp_path_factory.mktemp("rtx-onnx")
     out = {}
@@ -71,15 +72,19 @@ def exports(tiny20, tmp_path_factory) -> dict[tuple[str, str], Path]:
         fp32 = export_model(
             make(width=0.25, num_classes=20).eval(),
             folder / f"{name}.fp32.onnx",
-            image_size=64,
-            classes=class_names(tiny20 / "train"),
-            arch={"name": name, "num_classes": 20, "width": 0.25},
-            parity_samples=8,
+            ExportRequest(image_size=64, parity_samples=8),
+            ModelDescription(
+                classes=class_names(tiny20 / "train"), arch={"name": name, "num_classes": 20, "width": 0.25}
+            ),
         ).path
         out[name, "fp32"] = fp32
         out[name, "fp16"] = convert_fp16(fp32, folder / f"{name}.fp16.onnx", parity_samples=64).path
         out[name, "int8"] = folder / f"{name}.int8.onnx"
-        calibrate(fp32, tiny20, out[name, "int8"], target="tensorrt", method="minmax", num_images=32, use_cache=False)
+        calibrate(
+            fp32,
+            CalibrationRequest.for_target("tensorrt", data=tiny20, method="minmax", num_images=32, use_cache=False),
+            out[name, "int8"],
+        )
     return out
 
 

@@ -7,10 +7,11 @@ import onnx
 import pytest
 from quant_models import trained_onnx
 
-import calib.pipeline
+import calib.cache
 from alexnet_deploy.core.manifest import load_manifest, save_manifest
 from calib import CacheKey, RangeCache, calibrate
 from calib.methods import CalibrationMethod, Ranges
+from calib.request import CalibrationRequest
 
 
 @pytest.fixture(scope="session")
@@ -21,13 +22,13 @@ def fp32_onnx(tiny20, tmp_path_factory, request):
 @pytest.fixture
 def counted(monkeypatch):
     calls = []
-    real = calib.pipeline.compute_ranges
+    real = calib.cache.compute_ranges
 
     def spy(*args, **kwargs):
-        calls.append(args[2].method.value)
+        calls.append(args[2].value)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(calib.pipeline, "compute_ranges", spy)
+    monkeypatch.setattr(calib.cache, "compute_ranges", spy)
     return calls
 
 
@@ -43,19 +44,19 @@ def test_key_differences_name_what_changed():
 def test_hit_miss_and_stale(fp32_onnx, tiny20, tmp_path, counted, caplog):
     cache_dir = tmp_path / "cache"
     kw = dict(method="minmax", num_images=32, cache_dir=cache_dir)
-    first = calibrate(fp32_onnx, tiny20, None, **kw)
-    assert first.candidates[0].cache == "miss" and counted == ["minmax"]
+    first = calibrate(fp32_onnx, CalibrationRequest(data=tiny20, **kw))
+    assert first.trials[0].cache == "miss" and counted == ["minmax"]
     files = list(cache_dir.glob("minmax-*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["key"]["data_sha256"]
 
-    second = calibrate(fp32_onnx, tiny20, None, **kw)
-    assert second.candidates[0].cache == "hit" and counted == ["minmax"]  # no second calibration
+    second = calibrate(fp32_onnx, CalibrationRequest(data=tiny20, **kw))
+    assert second.trials[0].cache == "hit" and counted == ["minmax"]  # no second calibration
     assert second.ranges == first.ranges
 
     # Other calibration images: the same cache file holds a stale key -> said, recomputed, replaced.
     with caplog.at_level(logging.WARNING, logger="calib.cache"):
-        third = calibrate(fp32_onnx, tiny20, None, **{**kw, "num_images": 40})
-    assert third.candidates[0].cache == "stale" and counted == ["minmax", "minmax"]
+        third = calibrate(fp32_onnx, CalibrationRequest(data=tiny20, **{**kw, "num_images": 40}))
+    assert third.trials[0].cache == "stale" and counted == ["minmax", "minmax"]
     assert "stale (the calibration images changed)" in caplog.text
 
     # Another model (same graph and tensors, other bytes) in the same cache: stale, because the model changed.
@@ -66,8 +67,8 @@ def test_hit_miss_and_stale(fp32_onnx, tiny20, tmp_path, counted, caplog):
     save_manifest(other, load_manifest(fp32_onnx))  # its own sidecar (a copied one would be refused: other sha256)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="calib.cache"):
-        fourth = calibrate(other, tiny20, None, **{**kw, "num_images": 40})
-    assert fourth.candidates[0].cache == "stale" and "the model changed" in caplog.text
+        fourth = calibrate(other, CalibrationRequest(data=tiny20, **{**kw, "num_images": 40}))
+    assert fourth.trials[0].cache == "stale" and "the model changed" in caplog.text
     assert len(counted) == 3
 
 
@@ -86,8 +87,10 @@ def test_stale_model_is_reported(tmp_path, caplog):
 
 
 def test_no_cache_never_writes(fp32_onnx, tiny20, tmp_path):
-    result = calibrate(fp32_onnx, tiny20, None, method="minmax", num_images=16, cache_dir=tmp_path, use_cache=False)
-    assert result.candidates[0].cache == "off" and not list(tmp_path.iterdir())
+    result = calibrate(
+        fp32_onnx, CalibrationRequest(data=tiny20, method="minmax", num_images=16, cache_dir=tmp_path, use_cache=False)
+    )
+    assert result.trials[0].cache == "off" and not list(tmp_path.iterdir())
 
 
 def test_cli_json_stays_clean_when_the_cache_logs(fp32_onnx, tiny20, tmp_path):

@@ -15,6 +15,7 @@ from alexnet_deploy.core.accuracy import metrics, run_logits
 from alexnet_deploy.core.data import Preprocessing, class_names
 from calib import calibrate
 from calib.reader import load_calibration_data, model_labels
+from calib.request import CalibrationRequest
 
 PRE = Preprocessing.for_crop(64)
 
@@ -40,7 +41,9 @@ def late_classes(tiny20, tmp_path):
 def test_a_subset_of_the_classes_is_renumbered_to_the_models_labels_with_a_warning(tiny20, late_classes, caplog):
     model = class_names(tiny20 / "train")
     with caplog.at_level(logging.WARNING, logger="calib.reader"):
-        data = load_calibration_data(late_classes, PRE, num_images=40, holdout_images=20, classes=model)
+        data = load_calibration_data(
+            CalibrationRequest(data=late_classes, num_images=40, holdout_images=20), PRE, model
+        )
     assert sorted(set(data.calibration.targets.tolist())) == [15, 16, 17, 18, 19]
     assert sorted(set(data.holdout.targets.tolist())) == [15, 16, 17, 18, 19]
     assert "cover 5 of the model's 20 classes" in caplog.text
@@ -49,7 +52,7 @@ def test_a_subset_of_the_classes_is_renumbered_to_the_models_labels_with_a_warni
     data.conform_to(model)  # idempotent: labels are not shifted twice
     assert sorted(set(data.calibration.targets.tolist())) == [15, 16, 17, 18, 19]
     # The folder's own labels, as ImageFolder numbers them, would have been wrong.
-    plain = load_calibration_data(late_classes, PRE, num_images=40, holdout_images=20)
+    plain = load_calibration_data(CalibrationRequest(data=late_classes, num_images=40, holdout_images=20), PRE)
     assert sorted(set(plain.calibration.targets.tolist())) == [0, 1, 2, 3, 4]
 
 
@@ -58,7 +61,7 @@ def test_foreign_classes_calibrate_without_labels_and_say_so(tiny20, imagenette1
     # labels that are not the model's (the choice among methods then uses top-1 agreement with FP32 only).
     model = class_names(tiny20 / "train")
     with caplog.at_level(logging.WARNING, logger="calib.reader"):
-        data = load_calibration_data(imagenette10, PRE, num_images=8, holdout_images=8, classes=model)
+        data = load_calibration_data(CalibrationRequest(data=imagenette10, num_images=8, holdout_images=8), PRE, model)
     assert "10 of the 10 class folders in" in caplog.text and "are not among the model's 20 classes" in caplog.text
     assert "held-out top-1/top-5 cannot be scored" in caplog.text
     assert not data.labels_known and (data.calibration.targets == -1).all() and (data.holdout.targets == -1).all()
@@ -73,18 +76,22 @@ def test_a_model_without_class_names_is_matched_by_count_only(tiny20, late_class
 
 def test_held_out_scores_of_a_subset_folder_use_the_models_labels(fp32_onnx, late_classes, caplog):
     with caplog.at_level(logging.WARNING, logger="calib.reader"):
-        result = calibrate(fp32_onnx, late_classes, None, target="onnxruntime", method="minmax", num_images=40,
-                           holdout_images=20, use_cache=False)  # fmt: skip
+        result = calibrate(
+            fp32_onnx,
+            CalibrationRequest.for_target(
+                "onnxruntime", data=late_classes, method="minmax", num_images=40, holdout_images=20, use_cache=False
+            ),
+        )
     assert "cover 5 of the model's 20 classes" in caplog.text
     assert result.data["classes_covered"] == 5 and result.data["model_classes"] == 20
     # The FP32 model's top-1 on the same held-out images, with the model's labels and with the folder's.
-    data = load_calibration_data(late_classes, PRE, num_images=40, holdout_images=20, classes=None)
+    data = load_calibration_data(CalibrationRequest(data=late_classes, num_images=40, holdout_images=20), PRE)
     with OnnxRuntimeRunner(fp32_onnx) as runner:
         logits = run_logits(runner, data.holdout)
     right = metrics(logits, data.holdout.targets + 15)["top1"]
     wrong = metrics(logits, data.holdout.targets)["top1"]
     assert right > wrong + 10.0  # the demo model knows classes 17-19 fairly well; the folder's labels lie
-    for cand in result.candidates:
+    for cand in result.trials:
         # Each candidate is scored against the FP32 reference computed with the model's labels.
         assert cand.holdout["top1"] - cand.holdout["top1_delta"] == pytest.approx(right, abs=1e-9)
 
@@ -93,7 +100,7 @@ def test_unreadable_calibration_images_are_counted(tiny20, late_classes):
     files = photos(late_classes / "train")
     truncate(files[3])
     truncate(files[20])
-    data = load_calibration_data(late_classes, PRE, num_images=60, holdout_images=0)
+    data = load_calibration_data(CalibrationRequest(data=late_classes, num_images=60, holdout_images=0), PRE)
     assert len(data.calibration) == 58
     d = data.describe()
     assert d["unreadable_skipped"] == 2 and sorted(d["unreadable_examples"]) == sorted([files[3].name, files[20].name])

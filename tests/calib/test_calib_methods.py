@@ -8,7 +8,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from alexnet_deploy.core.errors import ConfigError
-from calib.methods import ALL_METHODS, CalibrationMethod, CalibrationOptions, Ranges, compute_ranges
+from alexnet_deploy.core.vocab import CONCRETE_METHODS as ALL_METHODS
+from calib.methods import CalibrationMethod, Ranges, compute_ranges
+from calib.request import RangeSettings, concrete_method
 
 
 def small_relu_net(path) -> list[str]:
@@ -64,23 +66,25 @@ def test_method_enum_options_and_factory_refuse_unknowns():
     with pytest.raises(ConfigError, match="Unknown calibration method 'kl'"):
         CalibrationMethod.parse("kl")
     with pytest.raises(ConfigError, match="Unknown calibration method"):
-        CalibrationOptions(method="mse")
+        concrete_method("mse")
+    with pytest.raises(ConfigError, match="'auto' only chooses"):
+        RangeSettings().key("auto")
     with pytest.raises(ConfigError, match="percentile"):
-        CalibrationOptions(percentile=120)
+        RangeSettings(percentile=120)
     with pytest.raises(ConfigError, match="twice"):
-        CalibrationOptions(num_bins=256, num_quantized_bins=255)
-    opts = CalibrationOptions()
+        RangeSettings(num_bins=256, num_quantized_bins=255)
+    opts = RangeSettings()
     with pytest.raises(AttributeError):
-        opts.method = CalibrationMethod.ENTROPY  # frozen
-    assert opts.key() == {"method": "minmax"}
-    assert opts.with_method("percentile").key() == {"method": "percentile", "percentile": 99.99, "num_bins": 4096}
-    assert opts.with_method("entropy").key()["num_quantized_bins"] == 255
+        opts.percentile = 99.0  # frozen
+    assert opts.key("minmax") == {"method": "minmax"}
+    assert opts.key("percentile") == {"method": "percentile", "percentile": 99.99, "num_bins": 4096}
+    assert opts.key("entropy")["num_quantized_bins"] == 255
 
 
 def test_minmax_merges_every_batch(tmp_path):
     model = tmp_path / "small.onnx"
     tensors = small_relu_net(model)
-    ranges = compute_ranges(model, RandomReader(), CalibrationOptions(batch_size=16), tensors)
+    ranges = compute_ranges(model, RandomReader(), "minmax", tensors, RangeSettings(batch_size=16))
     assert set(ranges.values) == set(tensors)
     # The input's true extremes over all six batches (fed four at a time), not just the last chunk's.
     r = RandomReader()
@@ -94,10 +98,10 @@ def test_minmax_merges_every_batch(tmp_path):
 def test_entropy_really_searches_and_the_zero_bin_spike_is_flattened(tmp_path):
     model = tmp_path / "small.onnx"
     tensors = small_relu_net(model)
-    minmax = compute_ranges(model, RandomReader(), CalibrationOptions(), tensors)
-    base = CalibrationOptions(method="entropy", num_bins=1024, num_quantized_bins=255)
-    entropy = compute_ranges(model, RandomReader(), base, tensors)
-    raw = compute_ranges(model, RandomReader(), replace(base, flatten_zero_bin=False), tensors)
+    minmax = compute_ranges(model, RandomReader(), "minmax", tensors)
+    base = RangeSettings(num_bins=1024, num_quantized_bins=255)
+    entropy = compute_ranges(model, RandomReader(), "entropy", tensors, base)
+    raw = compute_ranges(model, RandomReader(), "entropy", tensors, replace(base, flatten_zero_bin=False))
     ratio = entropy.ratio_to(minmax)
     raw_ratio = raw.ratio_to(minmax)
     # Entropy clips: every range inside MinMax's, and not all of them equal to it (the FINDINGS trap).
@@ -110,8 +114,8 @@ def test_entropy_really_searches_and_the_zero_bin_spike_is_flattened(tmp_path):
 def test_percentile_clips_less_than_minmax(tmp_path):
     model = tmp_path / "small.onnx"
     tensors = small_relu_net(model)
-    minmax = compute_ranges(model, RandomReader(), CalibrationOptions(), tensors)
-    p = compute_ranges(model, RandomReader(), CalibrationOptions(method="percentile", percentile=99.0), tensors)
+    minmax = compute_ranges(model, RandomReader(), "minmax", tensors)
+    p = compute_ranges(model, RandomReader(), "percentile", tensors, RangeSettings(percentile=99.0))
     assert p.method is CalibrationMethod.PERCENTILE
     assert all(0.2 < r < 1.0 for r in p.ratio_to(minmax).values())
 
@@ -128,7 +132,7 @@ def test_compute_ranges_refuses_unknown_tensors(tmp_path):
     model = tmp_path / "small.onnx"
     small_relu_net(model)
     with pytest.raises(ConfigError, match="no float tensors named"):
-        compute_ranges(model, RandomReader(2), CalibrationOptions(), ["images", "nope"])
+        compute_ranges(model, RandomReader(2), "minmax", ["images", "nope"])
 
 
 class RaggedReader(RandomReader):
@@ -151,7 +155,7 @@ def test_every_method_calibrates_image_counts_that_leave_a_short_last_batch(tmp_
     # onnxruntime's histogram collector stacks one collect call's batches; a short last batch beside full ones
     # made it fail with "inhomogeneous shape" (entropy and percentile) whenever 16 did not divide the count.
     tensors = small_relu_net(tmp_path / "m.onnx")
-    ranges = compute_ranges(tmp_path / "m.onnx", RaggedReader(images), CalibrationOptions(method=method), tensors)
+    ranges = compute_ranges(tmp_path / "m.onnx", RaggedReader(images), method, tensors)
     assert set(ranges.values) == set(tensors)
     assert all(hi > lo for lo, hi in ranges.values.values())
     if method is CalibrationMethod.MINMAX:  # every batch, the short one included, was seen

@@ -10,6 +10,7 @@ from quant_models import trained_onnx
 
 from calib import calibrate, describe_qdq, quantizable_layers, write_qdq
 from calib.qdq import ONNXRUNTIME_FORM, TENSORRT_FORM, tensors_to_calibrate
+from calib.request import CalibrationRequest
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +21,7 @@ def fp32_onnx(tiny20, tmp_path_factory, request):
 @pytest.fixture(scope="module")
 def minmax(fp32_onnx, tiny20, tmp_path_factory):
     out = tmp_path_factory.mktemp("qdq") / "model.int8.qdq.onnx"
-    return calibrate(fp32_onnx, tiny20, out, method="minmax", num_images=64, use_cache=False)
+    return calibrate(fp32_onnx, CalibrationRequest(data=tiny20, method="minmax", num_images=64, use_cache=False), out)
 
 
 def _dq_inputs(model: onnx.ModelProto):
@@ -87,11 +88,15 @@ def test_excluded_layers_stay_float(minmax, fp32_onnx, tmp_path):
 
 
 def test_onnxruntime_form_uses_uint8_activations_and_int32_biases(fp32_onnx, tiny20, tmp_path):
-    result = calibrate(fp32_onnx, tiny20, None, target="onnxruntime", method="minmax", num_images=32,
-                       holdout_images=40, use_cache=False)  # fmt: skip
+    result = calibrate(
+        fp32_onnx,
+        CalibrationRequest.for_target(
+            "onnxruntime", data=tiny20, method="minmax", num_images=32, holdout_images=40, use_cache=False
+        ),
+    )
     out = write_qdq(fp32_onnx, tmp_path / "ort.onnx", result.ranges, ONNXRUNTIME_FORM)
     info = describe_qdq(out)
     assert {x["activation"]["dtype"] for x in info["layers"]} == {"uint8"}
     assert {x["bias"] for x in info["layers"]} == {"int32"}
-    assert {c.form for c in result.candidates} == {"tensorrt", "onnxruntime"}
-    assert sum(c.chosen for c in result.candidates) == 1
+    assert {t.form for t in result.trials} == {"tensorrt", "onnxruntime"}
+    assert sum(c["chosen"] for c in result.to_dict()["candidates"]) == 1

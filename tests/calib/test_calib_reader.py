@@ -9,6 +9,7 @@ import torch
 from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, eval_transform
 from alexnet_deploy.core.errors import DataError
 from calib.reader import ImageReader, load_calibration_data, split_calibration
+from calib.request import CalibrationRequest
 
 PRE = Preprocessing.for_crop(64)
 
@@ -31,7 +32,7 @@ def test_small_folder_calibrates_with_what_it_has():
 
 
 def test_reader_serves_exactly_the_eval_preset_in_batches(tiny20):
-    data = load_calibration_data(tiny20, PRE, num_images=40, holdout_images=20, seed=0)
+    data = load_calibration_data(CalibrationRequest(data=tiny20, num_images=40, holdout_images=20, seed=0), PRE)
     assert data.root == tiny20 / "train" and len(data.calibration) == 40 and len(data.holdout) == 20
     reader = data.reader("images", batch_size=16)
     batches = list(iter(reader.get_next, None))
@@ -49,9 +50,11 @@ def test_reader_serves_exactly_the_eval_preset_in_batches(tiny20):
 
 
 def test_fingerprint_changes_with_the_selection(tiny20):
-    a = load_calibration_data(tiny20, PRE, num_images=8, seed=0)
-    b = load_calibration_data(tiny20, PRE, num_images=8, seed=1)
-    c = load_calibration_data(tiny20, Preprocessing.for_crop(56), num_images=8, seed=0)
+    a = load_calibration_data(CalibrationRequest(data=tiny20, num_images=8, seed=0, holdout_images=0), PRE)
+    b = load_calibration_data(CalibrationRequest(data=tiny20, num_images=8, seed=1, holdout_images=0), PRE)
+    c = load_calibration_data(
+        CalibrationRequest(data=tiny20, num_images=8, seed=0, holdout_images=0), Preprocessing.for_crop(56)
+    )
     assert len({a.fingerprint, b.fingerprint, c.fingerprint}) == 3
 
 
@@ -59,13 +62,13 @@ def test_empty_and_non_image_folders_are_refused(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="no class subfolders"):
-        load_calibration_data(empty, PRE)
+        load_calibration_data(CalibrationRequest(data=empty, holdout_images=0), PRE)
     texts = tmp_path / "texts" / "a"
     texts.mkdir(parents=True)
     (texts / "notes.txt").write_text("not an image")
     (texts / "fake.jpg").write_bytes(b"not a jpeg either")
     with pytest.raises(DataError, match="no readable image"):
-        load_calibration_data(tmp_path / "texts", PRE)
+        load_calibration_data(CalibrationRequest(data=tmp_path / "texts", holdout_images=0), PRE)
 
 
 def test_image_reader_on_tensor_pixels():

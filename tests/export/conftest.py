@@ -42,16 +42,20 @@ def alexnet_state_dict(tmp_path_factory):
 @pytest.fixture(scope="session")
 def paper_fp32(paper_checkpoint, tiny20, tmp_path_factory):
     """The paper checkpoint exported in FP32, parity-checked on real images."""
-    from export import export_onnx
+    from export import ExportRequest, export_onnx
 
-    return export_onnx(paper_checkpoint, tmp_path_factory.mktemp("onnx") / "paper.fp32.onnx", eval_data=tiny20)
+    return export_onnx(
+        paper_checkpoint, tmp_path_factory.mktemp("onnx") / "paper.fp32.onnx", ExportRequest(parity_data=tiny20)
+    )
 
 
 @pytest.fixture(scope="session")
 def paper_fp16(paper_checkpoint, tiny20, tmp_path_factory):
     """The paper checkpoint exported in FP16, parity-checked on real images."""
-    from export import export_onnx
+    from export import ExportRequest, export_onnx
 
     return export_onnx(
-        paper_checkpoint, tmp_path_factory.mktemp("onnx") / "paper.fp16.onnx", precision="fp16", eval_data=tiny20
+        paper_checkpoint,
+        tmp_path_factory.mktemp("onnx") / "paper.fp16.onnx",
+        ExportRequest(precision="fp16", parity_data=tiny20),
     )

@@ -13,7 +13,7 @@ from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.files import sha256_file
 from alexnet_deploy.core.manifest import load_manifest
 from alexnet_deploy.core.models import alexnet_paper
-from export import build_onnx, export_onnx, read_metadata
+from export import ExportRequest, build_onnx, export_onnx, read_metadata
 from export.lrn import count_lrn_layers, native_lrn
 
 
@@ -83,7 +83,7 @@ def test_sidecar_and_metadata_describe_the_model(paper_fp32, paper_checkpoint):
 
 
 def test_torchvision_state_dict_exports_without_lrn_or_groups(alexnet_state_dict, tmp_path):
-    result = export_onnx(alexnet_state_dict, tmp_path / "tv.onnx", image_size=112, parity_samples=16)
+    result = export_onnx(alexnet_state_dict, tmp_path / "tv.onnx", ExportRequest(image_size=112, parity_samples=16))
     ops = result.graph.op_counts
     assert "LRN" not in ops and "Dropout" not in ops and ops["Conv"] == 5 and ops["Gemm"] == 3
     assert result.graph.conv_groups == [1] * 5
@@ -104,12 +104,12 @@ def test_default_exporter_decomposes_lrn_which_the_translation_avoids():
 
 
 def test_decomposed_lrn_form_for_onnxruntime_cpu(paper_checkpoint, tmp_path):
-    result = export_onnx(paper_checkpoint, tmp_path / "dec.onnx", lrn="decomposed", parity_samples=8)
+    result = export_onnx(paper_checkpoint, tmp_path / "dec.onnx", ExportRequest(lrn="decomposed", parity_samples=8))
     assert "LRN" not in result.graph.op_counts and result.graph.op_counts.get("Pow") == 2
     assert result.graph.conv_groups == [1, 2, 1, 2, 2] and "Dropout" not in result.graph.op_counts
     assert result.manifest.extra["lrn"] == "decomposed" and result.parity.max_rel_error <= 1e-4
     with pytest.raises(ConfigError, match="Unknown LRN form"):
-        export_onnx(paper_checkpoint, tmp_path / "x.onnx", lrn="fused")
+        export_onnx(paper_checkpoint, tmp_path / "x.onnx", ExportRequest(lrn="fused"))
 
 
 def test_too_small_images_and_old_opsets_are_refused():

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from alexnet_deploy.core.errors import ConfigError, DataError, GateError
-from export import compare_logits, export_model, parity_inputs
+from export import ExportRequest, compare_logits, export_model, parity_inputs
 
 
 def test_compare_logits_relative_to_each_samples_largest_logit():
@@ -75,5 +75,5 @@ class _Twins(nn.Module):
 def test_a_failed_parity_check_fails_the_export_and_writes_nothing(tmp_path, model, precision, message):
     out = tmp_path / "out" / "model.onnx"
     with pytest.raises(GateError, match=message):
-        export_model(model, out, image_size=16, precision=precision, parity_samples=32)
+        export_model(model, out, ExportRequest(image_size=16, precision=precision, parity_samples=32))
     assert list((tmp_path / "out").iterdir()) == []

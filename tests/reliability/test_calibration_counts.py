@@ -26,8 +26,20 @@ def fp32_onnx(tiny20, tmp_path_factory, request):
 @pytest.mark.parametrize("count", [1, 33, 47, 450])
 def test_default_calibration_succeeds_on_odd_image_counts(fp32_onnx, tiny20, tmp_path, count):
     out = tmp_path / "q.onnx"
-    res = runner.invoke(app, ["calibrate", str(fp32_onnx), "--calib-data", str(tiny20), "--num-images", str(count),
-                              "--no-cache", "-o", str(out)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "calibrate",
+            str(fp32_onnx),
+            "--calib-data",
+            str(tiny20),
+            "--num-images",
+            str(count),
+            "--no-cache",
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     m = load_manifest(out)  # the pair is consistent (sha256 checked)
     assert m.calibration["data"]["num_images"] == count
@@ -40,15 +52,22 @@ def _export_for(data, directory):
 
     from alexnet_deploy.core.data import Preprocessing, class_names
     from alexnet_deploy.core.models import alexnet_paper
-    from export import export_model
+    from export import ExportRequest, ModelDescription, export_model
 
     torch.manual_seed(0)
     classes = class_names(data / "train")
     model = alexnet_paper(width=0.25, num_classes=len(classes), init="kaiming")
     out = directory / "model.fp32.onnx"
-    export_model(model, out, image_size=64, classes=classes, preprocessing=Preprocessing.for_crop(64),
-                 arch={"name": "alexnet_paper", "num_classes": len(classes), "width": 0.25, "columns": 2},
-                 parity_samples=8)  # fmt: skip
+    export_model(
+        model,
+        out,
+        ExportRequest(image_size=64, parity_samples=8),
+        ModelDescription(
+            classes=classes,
+            preprocessing=Preprocessing.for_crop(64),
+            arch={"name": "alexnet_paper", "num_classes": len(classes), "width": 0.25, "columns": 2},
+        ),
+    )
     return out
 
 
@@ -71,10 +90,31 @@ def test_every_method_calibrates_every_shipped_image_folder_with_a_short_last_ba
 @pytest.mark.slow
 def test_default_int8_build_succeeds_on_an_odd_image_count(fp32_onnx, tiny20, tmp_path):
     out = tmp_path / "m.int8.onnx"
-    res = runner.invoke(app, ["build", str(fp32_onnx), "--int8", "--calib-data", str(tiny20), "--eval-data",
-                              str(tiny20), "--num-calib-images", "33", "--holdout-images", "47", "--no-cache",
-                              "--max-top1-drop", "3", "--max-top5-drop", "3", "--probe-batch", "1",
-                              "-o", str(out)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "build",
+            str(fp32_onnx),
+            "--int8",
+            "--calib-data",
+            str(tiny20),
+            "--eval-data",
+            str(tiny20),
+            "--num-calib-images",
+            "33",
+            "--holdout-images",
+            "47",
+            "--no-cache",
+            "--max-top1-drop",
+            "3",
+            "--max-top5-drop",
+            "3",
+            "--probe-batch",
+            "1",
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     m = load_manifest(out)
     assert m.calibration["data"]["num_images"] == 33 and m.calibration["data"]["holdout_images"] == 47

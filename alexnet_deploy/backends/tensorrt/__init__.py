@@ -27,19 +27,11 @@ def status() -> BackendStatus:
     )
 
 
-def build(onnx_path, plan_path, options=None) -> dict[str, Any]:
+def compile_engine(onnx_path, plan_path, options=None) -> dict[str, Any]:
     """Build a plan (see :func:`.builder.build_plan`)."""
     from alexnet_deploy.backends.tensorrt.builder import build_plan
 
     return build_plan(onnx_path, plan_path, options)
-
-
-def __getattr__(name: str):  # BuildOptions without importing the builder module at package import
-    if name == "BuildOptions":
-        from alexnet_deploy.backends.tensorrt.builder import TensorRTBuildOptions
-
-        return TensorRTBuildOptions
-    raise AttributeError(name)
 
 
 def open_runner(artifact, *, device: str = "cpu", threads=None, precision=None, compile: bool = False):

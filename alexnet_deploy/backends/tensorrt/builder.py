@@ -31,10 +31,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from alexnet_deploy.backends.base import cli_option
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
 from alexnet_deploy.core.files import atomic_path, write_bytes_atomic, write_json_atomic
 from alexnet_deploy.core.paths import require_file
 from alexnet_deploy.core.system import GPU, probe_gpus, tensorrt_status
+from alexnet_deploy.core.vocab import HardwareCompat
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +76,10 @@ class ProfileOptions:
         ConfigError: an option out of range (checked on construction).
     """
 
-    min_batch: int = 1
-    opt_batch: int = 8
-    max_batch: int = 32
-    workspace_mib: int = 1024
+    min_batch: int = cli_option(1, "--min-batch", "Profile's smallest batch.")
+    opt_batch: int = cli_option(8, "--opt-batch", "Batch TensorRT tunes for.")
+    max_batch: int = cli_option(32, "--max-batch", "Profile's largest batch.")
+    workspace_mib: int = cli_option(1024, "--workspace-mib", "Builder workspace limit (MiB).")
 
     def __post_init__(self) -> None:
         for name in ("min_batch", "opt_batch", "max_batch", "workspace_mib"):
@@ -115,11 +117,13 @@ class TensorRTBuildOptions(ProfileOptions):
         ConfigError: an option out of range (checked on construction).
     """
 
-    timing_cache: Path | None = None
-    optimization_level: int = 3
-    hardware_compatibility: str = "none"
-    version_compatible: bool = False
-    layer_report: Path | None = None
+    timing_cache: Path | None = cli_option(None, "--timing-cache", "Timing cache file.", type=Path | None)
+    optimization_level: int = cli_option(3, "--opt-level", "Builder optimisation level 0-5.")
+    hardware_compatibility: str = cli_option(
+        "none", "--hardware-compat", "Hardware compatibility level.", type=HardwareCompat, parse=lambda v: v.value
+    )
+    version_compatible: bool = cli_option(False, "--version-compatible", "Plan loadable by later TensorRT versions.")
+    layer_report: Path | None = cli_option(None, "--layer-report", "Per-layer JSON report.", type=Path | None)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -32,11 +32,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.backends.base import BackendStatus
+from alexnet_deploy.backends.base import BackendStatus, cli_option
 from alexnet_deploy.backends.tensorrt.builder import (
     ProfileOptions,
     TensorRTFlavour,
@@ -138,7 +138,9 @@ class RTXBuildOptions(ProfileOptions):
         ConfigError: a bad batch profile or target (checked on construction).
     """
 
-    compute_capabilities: tuple[str, ...] = field(default=DEFAULT_COMPUTE_CAPABILITIES)
+    compute_capabilities: tuple[str, ...] = cli_option(
+        DEFAULT_COMPUTE_CAPABILITIES, "--compute-capability", "Target GPUs, e.g. 8.6,8.9,12.0.", type=str
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -549,8 +551,7 @@ class TensorRTRTXRunner(TensorRTRunner):
 
 
 # -- the registry's interface (alexnet_deploy.backends) -----------------------------------------------------------
-BuildOptions = RTXBuildOptions
-build = build_rtx_plan
+compile_engine = build_rtx_plan
 
 
 def status() -> BackendStatus:
