@@ -46,8 +46,8 @@ from alexnet_deploy.core.manifest import Manifest, place_artifact
 from alexnet_deploy.core.vocab import BackendName, Precision
 from alexnet_deploy.requests import BuildRequest
 from alexnet_deploy.selection import (
+    BuildChoice,
     Candidate,
-    Choice,
     VerifiedEngine,
     choose,
     choose_backends,
@@ -281,7 +281,7 @@ def _attempt(float_layers: list[str], v: VerifiedEngine) -> dict[str, Any]:
     }
 
 
-def _choose(verified: list[VerifiedEngine], prepared: Prepared, request: BuildRequest, progress) -> Choice:
+def _choose(verified: list[VerifiedEngine], prepared: Prepared, request: BuildRequest, progress) -> BuildChoice:
     """The fastest passing candidate, measured when there is a choice (and for one candidate: is it faster than
     FP32 on its runtime?)."""
     measurable = [v for v in verified if v.passed and v.engine_run]
@@ -291,7 +291,7 @@ def _choose(verified: list[VerifiedEngine], prepared: Prepared, request: BuildRe
     return choose(verified, speeds, request.backend)
 
 
-def _result(prepared: Prepared, request: BuildRequest, choice: Choice, calibrations: dict) -> BuildResult:
+def _result(prepared: Prepared, request: BuildRequest, choice: BuildChoice, calibrations: dict) -> BuildResult:
     chosen = choice.chosen
     calibration = calibrations.get(chosen.candidate.form) if chosen.candidate.form else None
     return BuildResult(

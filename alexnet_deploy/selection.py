@@ -10,7 +10,7 @@
   without a supported GPU) is verified on the deployable ONNX it was compiled from, in ONNX Runtime, and says so;
 * :func:`probe_speed` -> :class:`Speed` per candidate: a short side-by-side measurement (the bench harness,
   interleaved) of every passing candidate and of the FP32 model on each candidate's runtime;
-* :func:`choose` -> :class:`Choice`: the fastest passing candidate (geometric mean of images/s over the probe's
+* :func:`choose` -> :class:`BuildChoice`: the fastest passing candidate (geometric mean of images/s over the probe's
   batch sizes), the figures of every candidate, why it won, and a note whenever the chosen engine is slower than
   FP32 on its runtime.
 """
@@ -123,7 +123,7 @@ class Speed:
 
 
 @dataclass(frozen=True)
-class Choice:
+class BuildChoice:
     """The engine kept, the record of every candidate and why this one, and what a user must hear."""
 
     chosen: VerifiedEngine
@@ -309,7 +309,7 @@ def _figures(v: VerifiedEngine, speed: Speed) -> dict[str, Any]:
     }
 
 
-def choose(verified: list[VerifiedEngine], speeds: dict[str, Speed], backend: BackendName) -> Choice:
+def choose(verified: list[VerifiedEngine], speeds: dict[str, Speed], backend: BackendName) -> BuildChoice:
     """The fastest passing candidate (the best agreement when none was measured or none passed), with its
     ``selection`` record and the notes a user must hear."""
     speed = {v.label: speeds.get(v.label, Speed()) for v in verified}
@@ -349,4 +349,4 @@ def choose(verified: list[VerifiedEngine], speeds: dict[str, Speed], backend: Ba
             )
     for note in notes:
         log.warning("%s", note)
-    return Choice(chosen, selection, tuple(notes))
+    return BuildChoice(chosen, selection, tuple(notes))

@@ -95,7 +95,7 @@ class TritonOptions:
 
 
 @dataclass
-class Artifact:
+class ServedArtifact:
     """An ONNX file or plan, with the sidecar that describes it."""
 
     path: Path
@@ -129,7 +129,7 @@ class WrittenModel:
         return asdict(self) | {"path": str(self.path)}
 
 
-def load_artifact(path: str | Path, force: bool = False) -> Artifact:
+def load_artifact(path: str | Path, force: bool = False) -> ServedArtifact:
     """Read an artifact's sidecar and check that the artifact may be served.
 
     Raises:
@@ -150,10 +150,10 @@ def load_artifact(path: str | Path, force: bool = False) -> Artifact:
     if manifest.gate.get("status") == "failed" and not force:
         reason = manifest.gate.get("reason") or "see its sidecar"
         raise ArtifactError(f"{path.name} failed its accuracy gate ({reason}); pass --force to serve it anyway.")
-    return Artifact(path, manifest)
+    return ServedArtifact(path, manifest)
 
 
-def group_artifacts(artifacts: Sequence[Artifact], name: str) -> list[tuple[str, list[Artifact]]]:
+def group_artifacts(artifacts: Sequence[ServedArtifact], name: str) -> list[tuple[str, list[ServedArtifact]]]:
     """Which artifacts make which model (see the module docstring): ``[(model name, its artifacts)]``.
 
     Raises:
@@ -197,7 +197,7 @@ def container_hint(tensorrt_version: str, version_compatible: bool = False) -> s
     return f"use the tritonserver container whose TensorRT is {tensorrt_version} ({notes})"
 
 
-def _max_batch_size(artifacts: Sequence[Artifact], options: TritonOptions) -> int:
+def _max_batch_size(artifacts: Sequence[ServedArtifact], options: TritonOptions) -> int:
     first = artifacts[0]
     if first.manifest.input.get("shape", [None])[0] != -1:
         raise ArtifactError(f"{first.path.name} has a fixed batch size; Triton's batching needs a dynamic one.")
@@ -223,7 +223,7 @@ def _tensor(info: dict[str, Any], label_file: str | None = None) -> dict[str, An
     return entry | ({"label_filename": label_file} if label_file else {})
 
 
-def model_config(name: str, artifacts: Sequence[Artifact], options: TritonOptions) -> tuple[str, dict[str, Any]]:
+def model_config(name: str, artifacts: Sequence[ServedArtifact], options: TritonOptions) -> tuple[str, dict[str, Any]]:
     """The ``config.pbtxt`` text of one model, and the facts the caller reports.
 
     Returns:

@@ -133,3 +133,16 @@ def test_the_layering_check_catches_an_upward_import(tmp_path):
     bad.write_text("def f():\n    from alexnet_deploy.build import build\n")
     found = [m for _, m, _ in _imports(bad, "alexnet_deploy.core.bad")]
     assert found == ["alexnet_deploy.build"] and _floor(found[0]) not in ALLOWED["core"]
+
+
+def test_no_two_public_classes_share_a_name():
+    """One name per concept: a second ``Candidate`` or ``Artifact`` would make every reader ask which one."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for name, path in MODULES:
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                if node.name in seen:
+                    clashes.append(f"{node.name}: {seen[node.name]} and {name}")
+                seen.setdefault(node.name, name)
+    assert not clashes, clashes

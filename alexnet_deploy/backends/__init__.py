@@ -193,11 +193,10 @@ class Artifact:
     model: dict[str, Any] = field(default_factory=dict)
     input_shape: tuple[int, int, int] = (3, 224, 224)
     manifest: Manifest | None = None
+    engine: dict[str, Any] = field(init=False)  # the sidecar's engine facts (empty where there are none)
 
-    @property
-    def engine(self) -> dict[str, Any]:
-        """The sidecar's engine facts (empty where there are none)."""
-        return dict(self.manifest.engine) if self.manifest else {}
+    def __post_init__(self) -> None:
+        self.engine = dict(self.manifest.engine) if self.manifest else {}
 
     def require_preprocessing(self) -> Preprocessing:
         """The preprocessing, or one sentence saying the artifact records none.
