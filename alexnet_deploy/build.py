@@ -37,7 +37,7 @@ from alexnet_deploy.core.images import PreparedImages, ProgressFn, load_eval_ima
 from alexnet_deploy.core.manifest import Manifest, place_artifact
 from alexnet_deploy.core.vocab import BackendName, Precision
 from alexnet_deploy.options import BuildOptions
-from alexnet_deploy.selection import Candidate, choose_backends, probe_speed, select
+from alexnet_deploy.selection import Candidate, choose_backends, place_blob, probe_speed, select
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,9 @@ def build(
             if result.passed or options.force:
                 target = out or default_output(inputs.source.path, options.precision, chosen.backend)
                 with output_lock(target) if out is None else contextlib.nullcontext():
-                    place_artifact(chosen.engine, target, _manifest(inputs, result, chosen))
+                    manifest = _manifest(inputs, result, chosen)
+                    place_blob(chosen, target, manifest)  # an exported OpenVINO blob, before its engine
+                    place_artifact(chosen.engine, target, manifest)
                 result.path = target
     if not result.passed:
         where = f"; written anyway to {result.path} (marked failed)" if options.force else "; no engine was written"

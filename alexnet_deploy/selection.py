@@ -6,7 +6,8 @@
 * :func:`compile_candidate` / :func:`verify_candidate`: the engine file in the staging folder with a provisional
   sidecar, and the accuracy of *that file*; an engine that cannot run here (TensorRT-RTX without a supported
   GPU) is verified on the deployable ONNX it was compiled from, in ONNX Runtime, and says so (``verified_on``,
-  ``engine_run: false``).
+  ``engine_run: false``). An OpenVINO blob exported beside the engine is verified itself too (imported and run),
+  and :func:`place_blob` writes it, with a sidecar of its own figures, beside the engine.
 * :func:`probe_speed`: a short side-by-side measurement (the bench harness, interleaved) of every passing
   candidate and of the FP32 model on each candidate's runtime.
 * :func:`select`: the fastest passing candidate (geometric mean of images/s over the probe's batch sizes), the
@@ -28,7 +29,7 @@ from alexnet_deploy.core.accuracy import Gate, GateResult, compare, metrics, run
 from alexnet_deploy.core.errors import ConfigError, MissingBackendError
 from alexnet_deploy.core.files import sha256_file
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
-from alexnet_deploy.core.manifest import Manifest, save_manifest
+from alexnet_deploy.core.manifest import Manifest, place_artifact, save_manifest
 from alexnet_deploy.core.vocab import BackendName, Precision
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ _FORMS = {  # the Q/DQ forms each backend runs (INT8)
     BackendName.TENSORRT: ("tensorrt",),
     BackendName.TENSORRT_RTX: ("tensorrt",),
 }
-_KIND_OF_SUFFIX = {".onnx": "onnx", ".plan": "plan", ".engine": "plan"}
+_KIND_OF_SUFFIX = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ovblob": "ovblob"}
 
 
 @dataclass
@@ -66,6 +67,13 @@ class Candidate:
     fallback: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    blob: dict[str, Any] = field(default_factory=dict)  # an exported OpenVINO blob's own verification
+
+    @property
+    def blob_file(self) -> Path | None:
+        """The OpenVINO blob exported beside the staged engine, if any."""
+        blob = self.facts.get("blob")
+        return self.engine.with_name(blob["file"]) if blob and self.engine else None
 
     @property
     def backend(self) -> BackendName:
@@ -106,6 +114,8 @@ def _refusal(spec: BackendSpec, precision: Precision, kind: str | None) -> str |
         return f"the {spec.name} backend builds no engine (it runs checkpoints)"
     if precision is Precision.BF16 and spec.name is not BackendName.OPENVINO:
         return "BF16 is OpenVINO's inference precision, which only the openvino backend offers"
+    if kind == "ovblob":
+        return "an OpenVINO blob is written beside its ONNX engine: name the .onnx output and add --export-blob"
     if kind is not None and spec.runs != kind:
         return f"it writes {spec.runs} files, not the {kind} file the output's name asks for"
     return None
@@ -179,6 +189,8 @@ def compile_candidate(cand: Candidate, source: Manifest, precision: Precision, e
         engine=facts,
     )
     save_manifest(cand.engine, cand.provisional)  # runners check an engine against its sidecar
+    if cand.blob_file is not None:  # an exported OpenVINO blob: a sidecar of its own, which its runner checks
+        save_manifest(cand.blob_file, replace(cand.provisional, kind="ovblob", engine=facts["blob"]))
 
 
 def verify_candidate(
@@ -194,6 +206,7 @@ def verify_candidate(
     from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
 
     cand.engine_run = cand.status.can_run
+    cand.blob = {}
     if cand.engine_run:
         runner = runner_for(describe_artifact(cand.engine), threads=threads)
         cand.verified_sha256 = sha256_file(cand.engine)
@@ -215,6 +228,69 @@ def verify_candidate(
     cand.gate = gate.check(cand.comparison)
     if not cand.gate.passed:
         log.warning("%s failed the gate: %s.", cand.label, cand.gate.reason)
+    if cand.engine_run and cand.blob_file is not None:
+        _verify_blob(cand, images, reference, gate, batch_size, threads, progress)
+
+
+def _verify_blob(cand: Candidate, images: PreparedImages, reference: np.ndarray, gate: Gate, batch_size: int,
+                 threads: int | None, progress: ProgressFn | None) -> None:  # fmt: skip
+    """The exported blob, imported and run, against FP32; the candidate passes only if the blob passes too."""
+    blob = cand.blob_file
+    with runner_for(describe_artifact(blob), threads=threads) as runner:
+        logits = run_logits(runner, images, batch_size, progress, task=f"Verifying {cand.label} blob")
+    comparison = compare(logits, reference, images.targets)
+    result = gate.check(comparison)
+    cand.blob = {
+        "comparison": comparison,
+        "metrics": metrics(logits, images.targets, len(images.classes)),
+        "gate": result,
+        "verified_sha256": sha256_file(blob),
+        "verified_with": runner.name,
+        "verified_on": f"the exported blob itself, imported and run by {runner.name}",
+    }
+    cand.facts["blob"]["verified_on"] = cand.blob["verified_on"]
+    cand.facts["blob"]["agreement_top1"] = comparison["agreement_top1"]
+    if not result.passed:
+        log.warning("The exported blob of %s failed the gate: %s.", cand.label, result.reason)
+        if cand.gate.passed:
+            cand.gate = replace(result, reason=f"its exported blob: {result.reason}")
+
+
+def place_blob(chosen: Candidate, target: Path, engine_manifest: Manifest) -> Path | None:
+    """Rename the chosen candidate's exported blob into place beside its engine ``target``, with a sidecar of the
+    blob's own accuracy (measured on the blob), and name it in ``engine_manifest``; call it before the engine is
+    placed. Returns its path, if any."""
+    from alexnet_deploy.backends.openvino import blob_path
+
+    staged, check = chosen.blob_file, chosen.blob
+    if staged is None or not check:
+        return None
+    metrics_, comparison, result = check["metrics"], check["comparison"], check["gate"]
+    classes = list(engine_manifest.classes)
+    accuracy = dict(engine_manifest.accuracy) | {
+        engine_manifest.precision: {"top1": metrics_["top1"], "top5": metrics_["top5"]},
+        "top1": metrics_["top1"],
+        "top5": metrics_["top5"],
+        "agreement_top1": comparison["agreement_top1"],
+        "top1_delta": comparison["top1_delta"],
+        "top5_delta": comparison["top5_delta"],
+        "per_class_top1": dict(zip(classes, metrics_["per_class_top1"], strict=True)),
+        "per_class_top1_delta": dict(zip(classes, comparison["per_class_top1_delta"], strict=True)),
+        "verified_file_sha256": check["verified_sha256"],
+        "verified_on": check["verified_on"],
+        "verified_with": check["verified_with"],
+    }
+    gate = result.to_dict() | {"status": "passed" if result.passed else "failed",
+                               "forced": bool(engine_manifest.gate.get("forced"))}  # fmt: skip
+    path = blob_path(target)
+    engine = dict(chosen.facts["blob"]) | {"file": path.name, "source_onnx": target.name}
+    engine_manifest.engine["blob"] = engine  # the engine's sidecar names its blob by its final name
+    fp32 = engine_manifest.source
+    source = {"path": str(target), "sha256": engine["source_onnx_sha256"], "kind": "onnx",
+              "fp32_onnx": fp32.get("path"), "fp32_sha256": fp32.get("sha256")}  # fmt: skip
+    manifest = replace(engine_manifest, kind="ovblob", engine=engine, accuracy=accuracy, gate=gate, source=source)
+    place_artifact(staged, path, manifest)
+    return path
 
 
 def probe_speed(
@@ -291,6 +367,11 @@ def select(candidates: list[Candidate], backend: BackendName) -> Candidate:
                 f"The chosen {chosen.label} engine is slower than FP32 on {chosen.backend} at batch {batch} "
                 f"({speed['images_per_s']:.0f} vs {fp32['images_per_s']:.0f} images/s)."
             )
+    if chosen.blob_file is None and any(c.blob_file is not None for c in candidates):
+        chosen.notes.append(
+            f"No OpenVINO blob was written: the chosen engine is {chosen.label}; --backend openvino --export-blob "
+            "writes one."
+        )
     for note in chosen.notes:
         log.warning("%s", note)
     return chosen

@@ -93,6 +93,15 @@ def _print(result, as_json: bool) -> None:
         err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
     if result.path:
         console.print(f"Wrote [bold]{result.path}[/] and its sidecar.", highlight=False)
+        blob = (result.engine_facts or {}).get("blob")
+        if blob:
+            console.print(
+                f"Wrote {result.path.with_name(blob['file'])} and its sidecar: OpenVINO's compiled model, "
+                f"verified itself; it loads only with OpenVINO {blob['openvino_version']} on CPUs of its instruction "
+                f"set ({blob['cpu_isa'] or 'unknown'}).",
+                highlight=False,
+                markup=False,
+            )
 
 
 def _engine_options(trt: dict, rtx_targets: str | None, ov: dict, ort: dict) -> dict:
@@ -177,6 +186,15 @@ def build(
     threads: Annotated[int | None, typer.Option(help="CPU threads for ONNX Runtime and OpenVINO.")] = None,
     ov_hint: Annotated[str, typer.Option(rich_help_panel=OV, help="LATENCY or THROUGHPUT.")] = "LATENCY",
     ov_streams: Annotated[int | None, typer.Option(rich_help_panel=OV, help="OpenVINO NUM_STREAMS.")] = None,
+    export_blob: Annotated[
+        bool,
+        typer.Option(
+            "--export-blob",
+            rich_help_panel=OV,
+            help="Also write the compiled model, NAME.ovblob (+ sidecar), verified itself; tied to this OpenVINO "
+            "release and CPU.",
+        ),
+    ] = False,
     min_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Profile's smallest batch.")] = 1,
     opt_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Batch TensorRT tunes for.")] = 8,
     max_batch: Annotated[int, typer.Option(rich_help_panel=TRT, help="Profile's largest batch.")] = 32,
@@ -211,7 +229,8 @@ def build(
                version_compatible=version_compatible, layer_report=layer_report)  # fmt: skip
     providers = tuple(p.strip() for p in ort_providers.split(",") if p.strip()) if ort_providers else None
     engines = _engine_options(
-        trt, compute_capability, dict(performance_hint=ov_hint.upper(), threads=threads, num_streams=ov_streams),
+        trt, compute_capability, dict(performance_hint=ov_hint.upper(), threads=threads, num_streams=ov_streams,
+                                             export_blob=export_blob),
         dict(providers=providers, optimize=ort_optimize, threads=threads),
     )  # fmt: skip
     options = BuildOptions(
