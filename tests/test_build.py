@@ -306,3 +306,35 @@ def test_tensorrt_rtx_build_writes_a_real_plan_and_says_it_was_verified_on_its_o
         assert m.accuracy["verified_file_sha256"] == m.source["deployable_onnx_sha256"]
         assert "not the tensorrt-rtx engine" in " ".join(res.output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.rtx.plan", "m.int8.rtx.plan.json"]
+
+
+def test_a_blob_output_name_is_refused_with_the_way_to_get_one(tmp_path):
+    from alexnet_deploy.core.errors import ConfigError
+    from alexnet_deploy.core.vocab import BackendName, Precision
+
+    with pytest.raises(ConfigError, match="beside its ONNX engine: name the .onnx output and add --export-blob"):
+        choose_backends(Precision.INT8, BackendName.OPENVINO, tmp_path / "m.int8.ovblob")
+
+
+def test_auto_says_when_the_chosen_engine_has_no_blob(tmp_path):
+    from alexnet_deploy.backends import BackendStatus, backend_spec
+    from alexnet_deploy.core.accuracy import GateResult
+    from alexnet_deploy.core.vocab import BackendName
+    from alexnet_deploy.selection import Candidate, select
+
+    def candidate(name: str, images_per_s: float, facts: dict) -> Candidate:
+        return Candidate(
+            backend_spec(name), BackendStatus(name, True, "1", True, True), "tensorrt",
+            engine=tmp_path / name / "model.onnx", facts=facts, comparison={"agreement_top1": 99.0},
+            gate=GateResult(True, 0.0, 0.0, 0.5, 0.5), speed={1: {"median_ms": 1.0, "images_per_s": images_per_s}},
+        )  # fmt: skip
+
+    ort = candidate("onnxruntime", 100.0, {})
+    ov = candidate("openvino", 50.0, {"blob": {"file": "model.ovblob"}})
+    chosen = select([ort, ov], BackendName.AUTO)
+    assert chosen is ort and ov.blob_file == tmp_path / "openvino" / "model.ovblob" and ort.blob_file is None
+    assert chosen.notes == [
+        "No OpenVINO blob was written: the chosen engine is onnxruntime (tensorrt form); --backend openvino "
+        "--export-blob writes one."
+    ]
+    assert select([ov], BackendName.OPENVINO).notes == []
