@@ -6,7 +6,8 @@ plan and blob compatibility rules, preprocessing, SHA-256) is compiled with g++ 
 code. The TensorRT program is built and run only where TensorRT's C++ SDK and a GPU exist (skipped here).
 
 Where cmake or a C++ compiler is missing these tests skip with the reason; under CI (``CI=true``) that is a
-failure: ``.ci/run`` installs both.
+failure: ``.ci/run`` installs both. The tests that build an engine and run the program are marked ``slow`` (about a
+minute the first time: the compile is kept in pytest's cache folder).
 """
 
 from __future__ import annotations
@@ -354,6 +355,7 @@ def run_ov(exe: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_build_export_blob_writes_a_blob_that_states_what_it_was_verified_on(engines, tiny20):
     from alexnet_deploy.backends.openvino import openvino_version, runtime_requirements
     from alexnet_deploy.core.files import sha256_file
@@ -376,6 +378,7 @@ def test_build_export_blob_writes_a_blob_that_states_what_it_was_verified_on(eng
     assert again.top1 == m.accuracy["top1"] and again.reference["agreement_top1"] == m.accuracy["agreement_top1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["fp32", "int8", "blob"])
 def test_cpp_top5_equals_python_predict(ov_program, engines, photos, which):
     from alexnet_deploy.backends import describe_artifact, runner_for
@@ -401,6 +404,7 @@ def test_cpp_top5_equals_python_predict(ov_program, engines, photos, which):
     assert lines[2].split("\t")[2] == expected[0].top[0][1]
 
 
+@pytest.mark.slow
 def test_cpp_bench_prints_latencies_and_throughput(ov_program, engines, photos):
     proc = run_ov(ov_program, engines["blob"], photos[0][1], "--bench", "5", "--batch", "3", "--warmup", "1")
     assert proc.returncode == 0, proc.stderr
@@ -433,6 +437,7 @@ def _cpp_refusal(exe: Path, path: Path, photo: Path) -> str:
     return proc.stderr[len("error: ") : -1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("other", ["release", "cpu"])
 def test_blob_from_another_release_or_cpu_is_refused_in_both_languages(ov_program, engines, photos, tmp_path, other):
     from alexnet_deploy.backends.openvino import openvino_version, runtime_requirements
@@ -460,6 +465,7 @@ def test_blob_from_another_release_or_cpu_is_refused_in_both_languages(ov_progra
     assert result.exit_code == 1 and result.output.strip() == f"error: {expected}"
 
 
+@pytest.mark.slow
 def test_corrupt_blob_is_one_sentence_in_both_languages(ov_program, engines, photos, tmp_path):
     blob = _copy_blob(engines, tmp_path)
     data = bytearray(blob.read_bytes())
@@ -480,6 +486,7 @@ def test_corrupt_blob_is_one_sentence_in_both_languages(ov_program, engines, pho
     assert cpp == python
 
 
+@pytest.mark.slow
 def test_cpp_program_refuses_bad_input_in_one_sentence(ov_program, engines, photos, tmp_path):
     assert run_ov(ov_program, engines["blob"]).returncode == 64  # no images
     proc = run_ov(ov_program, engines["blob"], photos[0][1], "--batch", "0")
