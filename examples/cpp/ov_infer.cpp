@@ -327,7 +327,7 @@ int main(int argc, char** argv) {
             return 0;
         }
         std::cout << sidecar::printable(name) << ": " << source << " (OpenVINO " << ovVersion << ", " << facts.device
-                  << ", " << precision << ", " << threadsInEffect << " threads, loaded in " << fixed(loadMs, 1)
+                  << ", inference precision " << precision << ", " << threadsInEffect << " threads, loaded in " << fixed(loadMs, 1)
                   << " ms)\n";
         for (size_t i = 0; i < results.size(); ++i) {
             std::cout << sidecar::printable(args.images[i]) << "\n";

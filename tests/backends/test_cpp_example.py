@@ -401,6 +401,7 @@ def test_cpp_top5_equals_python_predict(ov_program, engines, photos, which):
     human = run_ov(ov_program, model, photos[0][1])  # the plain output: a header, the image, five ranked lines
     lines = human.stdout.splitlines()
     assert human.returncode == 0 and len(lines) == 7 and lines[1] == str(photos[0][1])
+    assert lines[0].startswith(f"{model.name}: ") and "inference precision f32" in lines[0]
     assert lines[2].split("\t")[2] == expected[0].top[0][1]
 
 
