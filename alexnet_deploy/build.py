@@ -52,6 +52,7 @@ from alexnet_deploy.selection import (
     choose,
     choose_backends,
     compile_candidate,
+    place_blob,
     probe_speed,
     verify_compiled,
 )
@@ -168,8 +169,10 @@ def build(
             if result.passed or request.force:
                 target = out or default_output(prepared.source.path, request.precision, result.backend)
                 with output_lock(target) if out is None else contextlib.nullcontext():
-                    place_artifact(choice.chosen.compiled.engine, target, _manifest(prepared, result, choice.chosen))
-                result = replace(result, path=target)
+                    manifest = _manifest(prepared, result, choice.chosen)
+                    place_blob(choice.chosen, target, manifest)  # an exported OpenVINO blob, before its engine
+                    place_artifact(choice.chosen.compiled.engine, target, manifest)
+                result = replace(result, path=target, engine_facts=manifest.engine)  # the blob by its final name
     if not result.passed:
         where = f"; written anyway to {result.path} (marked failed)" if request.force else "; no engine was written"
         raise BuildGateError(

@@ -8,6 +8,8 @@
 * :func:`verify_compiled` -> :class:`VerifiedEngine`: the accuracy of *that file*
   (:func:`~alexnet_deploy.backends.verification.verify_file`); an engine that cannot run here (TensorRT-RTX
   without a supported GPU) is verified on the deployable ONNX it was compiled from, in ONNX Runtime, and says so;
+  an OpenVINO blob exported beside the engine is verified itself too (imported and run), and :func:`place_blob`
+  writes it, with a sidecar of its own figures, beside the engine;
 * :func:`probe_speed` -> :class:`Speed` per candidate: a short side-by-side measurement (the bench harness,
   interleaved) of every passing candidate and of the FP32 model on each candidate's runtime;
 * :func:`choose` -> :class:`BuildChoice`: the fastest passing candidate (geometric mean of images/s over the probe's
@@ -31,12 +33,12 @@ from alexnet_deploy.core.accuracy import EvalRequest, GateResult, Verification
 from alexnet_deploy.core.errors import ConfigError, MissingBackendError
 from alexnet_deploy.core.files import sha256_file
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
-from alexnet_deploy.core.manifest import Manifest, save_manifest
+from alexnet_deploy.core.manifest import Manifest, place_artifact, save_manifest
 from alexnet_deploy.core.vocab import BackendName, Precision
 
 log = logging.getLogger(__name__)
 
-_KIND_OF_SUFFIX = {".onnx": "onnx", ".plan": "plan", ".engine": "plan"}
+_KIND_OF_SUFFIX = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ovblob": "ovblob"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,21 @@ class CompiledEngine:
     facts: dict[str, Any]
     provisional: Manifest
 
+    @property
+    def blob(self) -> Path | None:
+        """The OpenVINO blob exported beside the staged engine, if any."""
+        blob = self.facts.get("blob")
+        return self.engine.with_name(blob["file"]) if blob else None
+
+
+@dataclass(frozen=True)
+class BlobCheck:
+    """An exported OpenVINO blob's own verification: imported and run, against FP32."""
+
+    verification: Verification
+    sha256: str
+    verified_on: str
+
 
 @dataclass(frozen=True)
 class VerifiedEngine:
@@ -78,6 +95,7 @@ class VerifiedEngine:
     verified_on: str
     verified_sha256: str
     fallback: dict[str, Any] = field(default_factory=dict)
+    blob: BlobCheck | None = None
 
     @property
     def candidate(self) -> Candidate:
@@ -89,11 +107,17 @@ class VerifiedEngine:
 
     @property
     def gate(self) -> GateResult:
-        return self.verification.gate  # type: ignore[return-value]  # always compared with FP32
+        """The gate's verdict (always compared with FP32): the engine's, or its exported blob's when only that
+        failed (the candidate passes only if both do)."""
+        gate = self.verification.gate
+        if gate.passed and self.blob is not None and not self.blob.verification.passed:
+            blob = self.blob.verification.gate
+            return replace(blob, reason=f"its exported blob: {blob.reason}")
+        return gate  # type: ignore[return-value]
 
     @property
     def passed(self) -> bool:
-        return self.verification.passed
+        return self.gate.passed
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -105,8 +129,12 @@ class VerifiedEngine:
 
     @property
     def facts(self) -> dict[str, Any]:
-        """The engine facts for the sidecar, with what was verified."""
-        return self.compiled.facts | {"engine_run": self.engine_run, "verified_on": self.verified_on}
+        """The engine facts for the sidecar, with what was verified (and how its exported blob did)."""
+        facts = self.compiled.facts | {"engine_run": self.engine_run, "verified_on": self.verified_on}
+        if self.blob is not None:
+            agreement = self.blob.verification.agreement
+            facts["blob"] = facts["blob"] | {"verified_on": self.blob.verified_on, "agreement_top1": agreement}
+        return facts
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,8 @@ def _refusal(spec: BackendSpec, precision: Precision, kind: str | None) -> str |
         return f"the {spec.name} backend builds no engine (it runs checkpoints)"
     if precision is Precision.BF16 and spec.name is not BackendName.OPENVINO:
         return "BF16 is OpenVINO's inference precision, which only the openvino backend offers"
+    if kind == "ovblob":
+        return "an OpenVINO blob is written beside its ONNX engine: name the .onnx output and add --export-blob"
     if kind is not None and spec.runs != kind:
         return f"it writes {spec.runs} files, not the {kind} file the output's name asks for"
     return None
@@ -218,7 +248,10 @@ def compile_candidate(cand: Candidate, deployable: Path, source: Manifest, reque
         engine=facts,
     )
     save_manifest(engine, provisional)
-    return CompiledEngine(cand, deployable, sha256_file(deployable), engine, facts, provisional)
+    compiled = CompiledEngine(cand, deployable, sha256_file(deployable), engine, facts, provisional)
+    if compiled.blob is not None:  # an exported OpenVINO blob: a sidecar of its own, which its runner checks
+        save_manifest(compiled.blob, replace(provisional, kind="ovblob", engine=facts["blob"]))
+    return compiled
 
 
 def verify_compiled(
@@ -237,10 +270,56 @@ def verify_compiled(
         found = verify_file(compiled.deployable, images, reference, request, BackendName.ONNXRUNTIME, progress)
         sha = compiled.deployable_sha256
         on = f"the deployable ONNX in ONNX Runtime, not the {cand.backend} engine ({cand.status.reason})"
-    verified = VerifiedEngine(compiled, found, cand.status.can_run, on, sha)
+    blob = None
+    if cand.status.can_run and compiled.blob is not None:
+        checked = verify_file(compiled.blob, images, reference, request, progress=progress)
+        blob = BlobCheck(
+            checked, sha256_file(compiled.blob), f"the exported blob itself, imported and run by {checked.runner}"
+        )
+        if not checked.passed:
+            log.warning("The exported blob of %s failed the gate: %s.", cand.label, checked.gate.reason)
+    verified = VerifiedEngine(compiled, found, cand.status.can_run, on, sha, blob=blob)
     if not verified.passed:
         log.warning("%s failed the gate: %s.", cand.label, verified.gate.reason)
     return verified
+
+
+def place_blob(chosen: VerifiedEngine, target: Path, engine_manifest: Manifest) -> Path | None:
+    """Rename the chosen engine's exported blob into place beside its engine ``target``, with a sidecar of the
+    blob's own accuracy (measured on the blob), and name it in ``engine_manifest``; call it before the engine is
+    placed. Returns its path, if any."""
+    from alexnet_deploy.backends.openvino import blob_path
+
+    staged, check = chosen.compiled.blob, chosen.blob
+    if staged is None or check is None:
+        return None
+    v = check.verification
+    metrics_, comparison, result = v.metrics, v.comparison, v.gate
+    classes = list(engine_manifest.classes)
+    accuracy = dict(engine_manifest.accuracy) | {
+        engine_manifest.precision: {"top1": metrics_["top1"], "top5": metrics_["top5"]},
+        "top1": metrics_["top1"],
+        "top5": metrics_["top5"],
+        "agreement_top1": comparison["agreement_top1"],
+        "top1_delta": comparison["top1_delta"],
+        "top5_delta": comparison["top5_delta"],
+        "per_class_top1": dict(zip(classes, metrics_["per_class_top1"], strict=True)),
+        "per_class_top1_delta": dict(zip(classes, comparison["per_class_top1_delta"], strict=True)),
+        "verified_file_sha256": check.sha256,
+        "verified_on": check.verified_on,
+        "verified_with": v.runner,
+    }
+    gate = result.to_dict() | {"status": "passed" if result.passed else "failed",
+                               "forced": bool(engine_manifest.gate.get("forced"))}  # fmt: skip
+    path = blob_path(target)
+    engine = dict(chosen.facts["blob"]) | {"file": path.name, "source_onnx": target.name}
+    engine_manifest.engine["blob"] = engine  # the engine's sidecar names its blob by its final name
+    fp32 = engine_manifest.source
+    source = {"path": str(target), "sha256": engine["source_onnx_sha256"], "kind": "onnx",
+              "fp32_onnx": fp32.get("path"), "fp32_sha256": fp32.get("sha256")}  # fmt: skip
+    manifest = replace(engine_manifest, kind="ovblob", engine=engine, accuracy=accuracy, gate=gate, source=source)
+    place_artifact(staged, path, manifest)
+    return path
 
 
 def probe_speed(
@@ -347,6 +426,11 @@ def choose(verified: list[VerifiedEngine], speeds: dict[str, Speed], backend: Ba
                 f"The chosen {chosen.label} engine is slower than FP32 on {chosen.candidate.backend} at batch {batch} "
                 f"({s['images_per_s']:.0f} vs {fp32['images_per_s']:.0f} images/s)."
             )
+    if chosen.compiled.blob is None and any(v.compiled.blob is not None for v in verified):
+        notes.append(
+            f"No OpenVINO blob was written: the chosen engine is {chosen.label}; --backend openvino --export-blob "
+            "writes one."
+        )
     for note in notes:
         log.warning("%s", note)
     return BuildChoice(chosen, selection, tuple(notes))

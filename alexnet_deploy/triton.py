@@ -140,6 +140,11 @@ def load_artifact(path: str | Path, force: bool = False) -> ServedArtifact:
     from alexnet_deploy.backends import describe_artifact
 
     path = Path(path)
+    if path.suffix.lower() == ".ovblob":
+        raise ArtifactError(
+            f"{path.name} is an OpenVINO compiled blob, which Triton cannot load (its OpenVINO backend reads ONNX or "
+            "IR files); serve the ONNX engine it was exported from instead."
+        )
     if path.suffix.lower() not in (".onnx", ".plan", ".engine") and path.is_file():
         raise ArtifactError(f"{path.name} is neither an ONNX model nor a plan, which is what Triton serves.")
     if path.is_file() and not sidecar_path(path).is_file():

@@ -7,12 +7,14 @@ decomposed as torch's exporter writes it by default. Timing does not depend on t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGENETTE = REPO.parent / "shared" / "data" / "fixture-imagenette-10"
+# ALEXNET_DEPLOY_DATA as in the tests (a worktree's parent holds no shared/)
+IMAGENETTE = Path(os.environ.get("ALEXNET_DEPLOY_DATA", REPO.parent / "shared" / "data")) / "fixture-imagenette-10"
 
 
 def ensure_checkpoint(name: str, work: Path, seed: int = 0) -> Path:

@@ -314,3 +314,42 @@ def test_tensorrt_rtx_build_writes_a_real_plan_and_says_it_was_verified_on_its_o
         assert m.accuracy["verified_file_sha256"] == m.source["deployable_onnx_sha256"]
         assert "not the tensorrt-rtx engine" in " ".join(res.output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.rtx.plan", "m.int8.rtx.plan.json"]
+
+
+def test_a_blob_output_name_is_refused_with_the_way_to_get_one(tmp_path):
+    from alexnet_deploy.core.errors import ConfigError
+    from alexnet_deploy.core.vocab import BackendName, Precision
+
+    with pytest.raises(ConfigError, match="beside its ONNX engine: name the .onnx output and add --export-blob"):
+        choose_backends(Precision.INT8, BackendName.OPENVINO, tmp_path / "m.int8.ovblob")
+
+
+def test_auto_says_when_the_chosen_engine_has_no_blob(tmp_path):
+    from alexnet_deploy.backends import BackendStatus, backend_spec
+    from alexnet_deploy.core.accuracy import judge
+    from alexnet_deploy.core.manifest import Manifest
+    from alexnet_deploy.core.vocab import BackendName
+    from alexnet_deploy.selection import Candidate, CompiledEngine, Speed, VerifiedEngine, choose
+
+    logits = np.eye(4, dtype=np.float32)
+    passed = judge(logits, np.arange(4), 4, logits, Gate())
+
+    def verified(name: str, facts: dict) -> VerifiedEngine:
+        cand = Candidate(backend_spec(name), BackendStatus(name, True, "1", True, True), "tensorrt")
+        compiled = CompiledEngine(
+            cand, tmp_path / "q.onnx", "", tmp_path / name / "model.onnx", facts, Manifest("onnx")
+        )
+        return VerifiedEngine(compiled, passed, True, "the engine file itself", "")
+
+    def speed(images_per_s: float) -> Speed:
+        return Speed({1: {"median_ms": 1.0, "images_per_s": images_per_s}})
+
+    ort, ov = verified("onnxruntime", {}), verified("openvino", {"blob": {"file": "model.ovblob"}})
+    choice = choose([ort, ov], {ort.label: speed(100.0), ov.label: speed(50.0)}, BackendName.AUTO)
+    assert choice.chosen is ort and ov.compiled.blob == tmp_path / "openvino" / "model.ovblob"
+    assert ort.compiled.blob is None
+    assert choice.notes == (
+        "No OpenVINO blob was written: the chosen engine is onnxruntime (tensorrt form); --backend openvino "
+        "--export-blob writes one.",
+    )
+    assert choose([ov], {ov.label: speed(50.0)}, BackendName.OPENVINO).notes == ()

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -196,7 +197,9 @@ def test_one_plan_takes_its_profile_max_and_refuses_more(onnx_file, tmp_path):
         write_repository([plan], tmp_path / "r3", TritonOptions(kind="cpu"))
 
 
-@pytest.mark.parametrize("case", ["missing sidecar", "failed gate", "sha mismatch", "mixed classes", "mixed kinds"])
+@pytest.mark.parametrize(
+    "case", ["missing sidecar", "failed gate", "sha mismatch", "mixed classes", "mixed kinds", "openvino blob"]
+)
 def test_refusals_leave_nothing_written(case, onnx_file, tmp_path):
     args = [str(onnx_file)]
     if case == "missing sidecar":
@@ -216,9 +219,15 @@ def test_refusals_leave_nothing_written(case, onnx_file, tmp_path):
         args = [str(fake_plan(onnx_file, onnx_file.parent, "8.6")),
                 str(fake_plan(onnx_file, onnx_file.parent, "9.0", classes=classes))]  # fmt: skip
         expected = "model.8.6.plan and model.9.0.plan have different classes"
-    else:
+    elif case == "mixed kinds":
         args.append(str(fake_plan(onnx_file, onnx_file.parent, "8.6")))
         expected = "One model cannot mix kinds (onnx and plan)"
+    else:
+        blob = onnx_file.with_suffix(".ovblob")
+        blob.write_bytes(b"blob")
+        save_manifest(blob, replace(load_manifest(onnx_file), kind="ovblob", engine={"backend": "openvino"}))
+        args = [str(blob)]
+        expected = "model.ovblob is an OpenVINO compiled blob, which Triton cannot load (its OpenVINO backend reads"
     result = runner.invoke(app, ["triton", *args, "--repo", str(tmp_path / "repo")])
     assert result.exit_code == 1 and expected in result.output, result.output
     assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1

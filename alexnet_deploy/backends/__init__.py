@@ -46,7 +46,8 @@ __all__ = [
     "runner_for",
 ]
 
-_SUFFIX_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".plan": "plan", ".engine": "plan"}
+_SUFFIX_KINDS = {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx", ".plan": "plan", ".engine": "plan",
+                 ".ovblob": "ovblob"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class BackendSpec:
         options: ``"module:Class"`` of its build options (a frozen dataclass; ``""``: it builds nothing).
         panel: the help panel of those options on ``alexnet-deploy build``.
         forms: the INT8 Q/DQ forms it compiles (names of ``calib.qdq.FORMS``), preferred first.
+        also_runs: other artifact kinds it runs (OpenVINO: its exported blobs, ``"ovblob"``).
     """
 
     name: BackendName
@@ -72,10 +74,15 @@ class BackendSpec:
     options: str = ""
     panel: str = ""
     forms: tuple[str, ...] = ()
+    also_runs: tuple[str, ...] = ()
 
     @property
     def builds(self) -> bool:
         return bool(self.suffix)
+
+    def can_run(self, kind: str) -> bool:
+        """Whether it runs artifacts of ``kind``."""
+        return kind == self.runs or kind in self.also_runs
 
     def load(self) -> ModuleType:
         """The backend's module."""
@@ -124,7 +131,8 @@ register(BackendSpec(BackendName.TORCH, f"{_B}.pytorch", runs="checkpoint"))
 register(BackendSpec(BackendName.ONNXRUNTIME, f"{_B}.onnxruntime", "onnx", "ort.onnx", aliases=("ort",),
                      options=f"{_B}.onnxruntime:OnnxRuntimeBuildOptions", panel="ONNX Runtime options", forms=_BOTH))
 register(BackendSpec(BackendName.OPENVINO, f"{_B}.openvino", "onnx", "ov.onnx", aliases=("ov",),
-                     options=f"{_B}.openvino:OpenVINOBuildOptions", panel="OpenVINO options", forms=_BOTH))
+                     options=f"{_B}.openvino:OpenVINOBuildOptions", panel="OpenVINO options", forms=_BOTH,
+                     also_runs=("ovblob",)))
 register(BackendSpec(BackendName.TENSORRT, f"{_B}.tensorrt", "plan", "plan", aliases=("trt",),
                      options=f"{_B}.tensorrt.builder:TensorRTBuildOptions", panel="TensorRT options",
                      forms=("tensorrt",)))
@@ -154,7 +162,7 @@ def backend_spec(name: str | BackendName) -> BackendSpec:
 
 
 def artifact_kind(path: str | Path) -> str:
-    """``"checkpoint"``, ``"onnx"`` or ``"plan"`` from the file's suffix.
+    """``"checkpoint"``, ``"onnx"``, ``"plan"`` or ``"ovblob"`` (an OpenVINO blob) from the file's suffix.
 
     Raises:
         ArtifactError: the file is missing, a folder, or of an unknown kind.
@@ -164,7 +172,8 @@ def artifact_kind(path: str | Path) -> str:
         return _SUFFIX_KINDS[path.suffix.lower()]
     except KeyError:
         raise ArtifactError(
-            f"Cannot tell what {path.name} is: expected a .pt/.pth checkpoint, an .onnx model or a .plan engine."
+            f"Cannot tell what {path.name} is: expected a .pt/.pth checkpoint, an .onnx model, a .plan engine or an "
+            ".ovblob OpenVINO blob."
         ) from None
 
 
@@ -174,7 +183,7 @@ class Artifact:
 
     Attributes:
         path: the file.
-        kind: ``"checkpoint"``, ``"onnx"`` or ``"plan"``.
+        kind: ``"checkpoint"``, ``"onnx"``, ``"plan"`` or ``"ovblob"``.
         backend: the backend that runs it unless told otherwise (the sidecar's ``engine.backend``, else by kind).
         precision: ``fp32``, ``fp16``, ``bf16`` or ``int8`` (from the sidecar, else read from the graph).
         classes: class names in label order (``"0"``, ``"1"``... when only the count is known).
@@ -213,7 +222,7 @@ def describe_artifact(path: str | Path, *, require_manifest: bool = True) -> Art
     """Describe an artifact file: the one place that answers what it is and whether its sidecar fits it.
 
     Args:
-        path: a checkpoint, an ONNX model or a plan.
+        path: a checkpoint, an ONNX model, a plan or an OpenVINO blob.
         require_manifest: refuse an ONNX model or plan without a sidecar (checkpoints describe themselves).
 
     Raises:
@@ -236,16 +245,16 @@ def describe_artifact(path: str | Path, *, require_manifest: bool = True) -> Art
         raise ArtifactError(f"The sidecar of {path.name} describes a {manifest.kind}, not a {kind} file.")
     if kind == "onnx":
         return _describe_onnx(path, manifest)
-    return _describe_plan(path, manifest)
+    return _describe_compiled(path, kind, manifest)
 
 
 def _default_backend(kind: str, manifest: Manifest | None) -> BackendName:
     engine = manifest.engine if manifest else {}
     named = engine.get("backend") or engine.get("flavour") or ""
     for spec in _REGISTRY.values():
-        if named == spec.name.value and spec.runs == kind:
+        if named == spec.name.value and spec.can_run(kind):
             return spec.name
-    return next(s.name for s in _REGISTRY.values() if s.runs == kind)
+    return next(s.name for s in _REGISTRY.values() if s.can_run(kind))
 
 
 def _describe_onnx(path: Path, manifest: Manifest | None) -> Artifact:
@@ -283,19 +292,22 @@ def _describe_onnx(path: Path, manifest: Manifest | None) -> Artifact:
     )
 
 
-def _describe_plan(path: Path, manifest: Manifest | None) -> Artifact:
-    if manifest is None:  # a plan's bytes can only be read by TensorRT, after the compatibility check
-        return Artifact(path, "plan", _default_backend("plan", None), "fp32", [], None)
+def _describe_compiled(path: Path, kind: str, manifest: Manifest | None) -> Artifact:
+    """A TensorRT plan or an OpenVINO blob: its bytes are read only by its runtime, after the compatibility check,
+    so everything here comes from the sidecar."""
+    if manifest is None:
+        return Artifact(path, kind, _default_backend(kind, None), "fp32", [], None)
     if not manifest.engine:
-        raise ArtifactError(f"{path.name}'s sidecar does not describe a TensorRT plan (it has no engine facts).")
+        what = "an OpenVINO blob" if kind == "ovblob" else "a TensorRT plan"
+        raise ArtifactError(f"{path.name}'s sidecar does not describe {what} (it has no engine facts).")
     from alexnet_deploy.core.data import Preprocessing
 
     pre = Preprocessing.from_dict(manifest.preprocessing) if manifest.preprocessing else None
     shape = manifest.input.get("shape") or [-1, 3, pre.crop if pre else 224, pre.crop if pre else 224]
     return Artifact(
         path=path,
-        kind="plan",
-        backend=_default_backend("plan", manifest),
+        kind=kind,
+        backend=_default_backend(kind, manifest),
         precision=manifest.precision,
         classes=list(manifest.classes) or [str(i) for i in range(manifest.num_classes)],
         preprocessing=pre,
@@ -330,8 +342,8 @@ def runner_for(
     """
     art = artifact if isinstance(artifact, Artifact) else describe_artifact(artifact, require_manifest=False)
     spec = backend_spec(backend) if backend else backend_spec(art.backend)
-    if spec.runs != art.kind:
-        usable = ", ".join(s.name.value for s in _REGISTRY.values() if s.runs == art.kind)
+    if not spec.can_run(art.kind):
+        usable = ", ".join(s.name.value for s in _REGISTRY.values() if s.can_run(art.kind))
         raise ConfigError(f"The {spec.name} backend cannot run {art.path.name} (a {art.kind} file); use {usable}.")
     if art.kind != "checkpoint" and (precision not in (None, art.precision) or compile):
         raise ConfigError(f"fp16/compile options apply to checkpoints; {art.path.name} carries its own precision.")

@@ -7,6 +7,15 @@ the ONNX protobuf (about 0.4 s of the ~0.45 s load of the 224 px FP32 AlexNet on
 that the IR computes exactly the logits the ONNX does. The IR is written with FP32 weights
 (``compress_to_fp16=False``): OpenVINO's default would silently halve the weights' precision.
 
+``export_blob`` also writes OpenVINO's compiled model (``CompiledModel.export_model``) as ``NAME.ovblob`` beside
+the engine: importing it skips parsing the ONNX and compiling the graph. Like a TensorRT plan, a blob is tied to
+the OpenVINO release and the CPU instruction set that compiled it: OpenVINO's CPU plugin records both in the blob
+("runtime requirements") and refuses the blob unless they *equal* the importing machine's (measured: a newer ISA
+is refused too). The blob's sidecar records them; :func:`check_blob_compatible` compares them with this machine's
+before OpenVINO sees the bytes. The properties a blob runs with are those given to ``import_model``, not those it
+was compiled with (measured: a blob compiled with f32 ran in bf16 when imported without the hint on an AMX CPU),
+so the runner passes the recorded ones again.
+
 ``inference_precision=None`` means the model's own arithmetic: OpenVINO is told ``f32`` explicitly, because on
 a CPU with AVX512_BF16 or AMX it otherwise runs FP32 models in bf16 by default, and the verified accuracy would
 not be the accuracy of what runs.
@@ -14,6 +23,7 @@ not be the accuracy of what runs.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import io
 import os
@@ -31,6 +41,7 @@ import numpy as np
 from alexnet_deploy.backends.base import BackendStatus, Runner, cli_option, shared_option
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
 from alexnet_deploy.core.files import atomic_path, sha256_file
+from alexnet_deploy.core.system import this_cpu
 
 MISSING = "OpenVINO is not installed (pip install openvino)."
 PRECISIONS = ("f32", "bf16", "f16")
@@ -126,6 +137,8 @@ class OpenVINOBuildOptions:
         threads: ``INFERENCE_NUM_THREADS`` (``None``: OpenVINO's default, one per core); CPU only.
         num_streams: ``NUM_STREAMS`` (``None``: what the hint chooses).
         save_ir: also write OpenVINO IR (``.xml``/``.bin``) beside the engine, for a faster load.
+        export_blob: also write the compiled model (``NAME.ovblob``, with its own sidecar) beside the engine, for
+            the fastest load; CPU only, tied to this OpenVINO release and CPU instruction set.
     """
 
     device: str = "CPU"
@@ -134,6 +147,12 @@ class OpenVINOBuildOptions:
     threads: int | None = shared_option(None, "threads")
     num_streams: int | None = cli_option(None, "--ov-streams", "OpenVINO NUM_STREAMS.", type=int | None)
     save_ir: bool = False
+    export_blob: bool = cli_option(
+        False,
+        "--export-blob",
+        "Also write the compiled model, NAME.ovblob (+ sidecar), verified itself; tied to this OpenVINO release "
+        "and CPU.",
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.device, str) or not self.device.strip():
@@ -152,6 +171,8 @@ class OpenVINOBuildOptions:
                 raise ConfigError(f"OpenVINO {name} must be a positive integer or None, got {value!r}.")
         if self.threads is not None and not self.device.startswith("CPU"):
             raise ConfigError(f"OpenVINO threads apply to the CPU device only, not to {self.device}.")
+        if self.export_blob and not self.device.startswith("CPU"):
+            raise ConfigError(f"OpenVINO blobs are exported for the CPU device only, not for {self.device}.")
         if self.inference_precision in _CAPABILITY and not precision_supported(self.inference_precision, self.device):
             raise ConfigError(
                 f"The {self.device} device here cannot run {self.inference_precision} inference (its OpenVINO "
@@ -281,7 +302,119 @@ def build_openvino_engine(
         shutil.copyfile(onnx_path, tmp)
         if options.save_ir:
             facts["ir"] = _save_ir(ov, model, compiled, onnx_path, out_path, options)
+    if options.export_blob:
+        facts["blob"] = export_blob(compiled, onnx_path, blob_path(out_path), options, facts)
     return facts
+
+
+def blob_path(engine_path: str | Path) -> Path:
+    """Where the exported blob of an engine lives: ``model.int8.ov.onnx`` -> ``model.int8.ov.ovblob``."""
+    return Path(engine_path).with_suffix(".ovblob")
+
+
+@functools.lru_cache(maxsize=4)
+def runtime_requirements(device: str = "CPU") -> str:
+    """What OpenVINO requires of a machine to import a blob compiled here (``"meta=1.0;ov=2026.4.1;isa=Intel
+    AVX2"``): the ``RUNTIME_REQUIREMENTS`` of a one-operation model compiled on ``device`` (~0.1 s, once).
+
+    Raises:
+        MissingBackendError: OpenVINO is missing or cannot compile for the device.
+    """
+    ov = _ov()
+    from openvino import opset13
+
+    param = opset13.parameter([1], np.float32)
+    probe = ov.Model([opset13.relu(param)], [param], "probe")
+    try:
+        return str(ov.Core().compile_model(probe, device).get_property("RUNTIME_REQUIREMENTS"))
+    except RuntimeError as exc:
+        raise MissingBackendError(f"OpenVINO cannot compile for the {device} device here: {_reason(exc)}.") from None
+
+
+def _requirement(requirements: str, key: str) -> str:
+    """One field of OpenVINO's runtime requirements (``isa``, ``ov``), or ``""``."""
+    for piece in str(requirements).split(";"):
+        name, _, value = piece.partition("=")
+        if name == key:
+            return value
+    return ""
+
+
+def export_blob(
+    compiled, onnx_path: Path, path: Path, options: OpenVINOBuildOptions, engine_facts: dict[str, Any]
+) -> dict[str, Any]:
+    """Write ``compiled`` as an OpenVINO blob at ``path`` (atomically), import it in a fresh core, check it
+    computes the logits the compiled ONNX does, and time both loads.
+
+    Returns:
+        The blob's engine facts (its sidecar's ``engine``): what it was compiled for (OpenVINO release, runtime
+        requirements, instruction set, the CPU's model and SIMD flags, OPTIMIZATION_CAPABILITIES), the options and
+        the properties in effect after import, the sha256 of the ONNX it came from, the file's name, size and
+        sha256, and the load times of the ONNX (read + compile) and of the blob (import).
+
+    Raises:
+        ArtifactError: OpenVINO cannot export or import it, or the imported blob computes other logits.
+    """
+    ov = _ov()
+    try:
+        data = compiled.export_model().getvalue()
+    except RuntimeError as exc:
+        raise ArtifactError(f"OpenVINO cannot export {path.name}: {_reason(exc)}.") from None
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    del data
+    imported, import_s = _import_blob(ov, path, options)
+    input_shape = [d.get_length() if d.is_static else 2 for d in compiled.inputs[0].get_partial_shape()]
+    x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
+    a = compiled.create_infer_request().infer({0: x})[0]
+    b = imported.create_infer_request().infer({0: x})[0]
+    diff = float(np.max(np.abs(a - b)))
+    if diff > 1e-6 * max(1.0, float(np.max(np.abs(a)))):
+        path.unlink(missing_ok=True)
+        raise ArtifactError(f"OpenVINO's blob {path.name} computes other logits than the ONNX (by {diff:.3g}).")
+    requirements = str(compiled.get_property("RUNTIME_REQUIREMENTS"))
+    cpu = this_cpu()
+    core = ov.Core()
+    return {
+        "backend": "openvino",
+        "file": path.name,
+        "size_bytes": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "openvino_version": openvino_version(),
+        "openvino_build": ov.get_version(),
+        "device": options.device,
+        "device_name": engine_facts.get("device_name", options.device),
+        "runtime_requirements": requirements,
+        "cpu_isa": _requirement(requirements, "isa"),
+        "cpu_model": cpu.get("cpu_model"),
+        "cpu_features": cpu.get("simd", []),
+        "optimization_capabilities": list(core.get_property(options.device, "OPTIMIZATION_CAPABILITIES")),
+        "options": options.to_dict(),
+        "compiled": compiled_properties(imported),
+        "source_onnx": onnx_path.name,
+        "source_onnx_sha256": sha256_file(onnx_path),
+        "max_abs_diff_vs_onnx": diff,
+        "load_seconds": {
+            "onnx_read_compile": round(_load_seconds(ov, onnx_path, options), 4),
+            "blob_import": round(import_s, 4),
+        },  # fmt: skip
+        "graph": "OpenVINO's compiled model (CompiledModel.export_model); imported at load, not compiled",
+    }
+
+
+def _import_blob(ov, path: Path, options: OpenVINOBuildOptions):
+    """Import a blob in a fresh core with the options' properties; return the compiled model and the seconds.
+
+    Raises:
+        ArtifactError: OpenVINO cannot import it (a corrupt or foreign blob).
+    """
+    data = Path(path).read_bytes()
+    t0 = time.perf_counter()
+    try:
+        compiled = ov.Core().import_model(data, options.device, options.compile_config())
+    except RuntimeError as exc:
+        raise ArtifactError(f"OpenVINO cannot import {Path(path).name}: {_reason(exc)}.") from None
+    return compiled, time.perf_counter() - t0
 
 
 def ir_paths(engine_path: str | Path) -> tuple[Path, Path]:
@@ -337,7 +470,7 @@ def _save_ir(ov, model, compiled, onnx_path: Path, out_path: Path, options: Open
 
 
 class OpenVINORunner(Runner):
-    """Runs an ONNX file, its bytes, or an OpenVINO IR ``.xml`` with OpenVINO.
+    """Runs an ONNX file, its bytes, an OpenVINO IR ``.xml`` or an exported blob ``.ovblob`` with OpenVINO.
 
     The batch dimension stays dynamic: OpenVINO's CPU plugin keeps the kernels of each batch size it has seen,
     so alternating batch sizes costs nothing after the first call of each (no reshape, no recompile).
@@ -347,7 +480,8 @@ class OpenVINORunner(Runner):
     split across streams: measured on 2 cores, that was no faster than one request using both cores.
 
     Args:
-        model: path to a ``.onnx`` (or IR ``.xml``) file, or ONNX bytes.
+        model: path to a ``.onnx`` (or IR ``.xml``, or blob ``.ovblob``: imported, not compiled, with these
+            properties; check it with :func:`check_blob_compatible` first) file, or ONNX bytes.
         device: the OpenVINO device.
         performance_hint: ``"LATENCY"`` or ``"THROUGHPUT"``.
         threads: ``INFERENCE_NUM_THREADS`` (``None``: one per core).
@@ -386,11 +520,17 @@ class OpenVINORunner(Runner):
         options = OpenVINOBuildOptions(
             self.device, self.inference_precision, self.performance_hint, self.threads, self.num_streams
         )
-        core = ov.Core()
-        model = _read_model(core, self.model)
         label = "the model bytes" if isinstance(self.model, bytes) else Path(self.model).name
-        _check_io(model, label)
-        self.compiled = _compile(core, model, self.device, options.compile_config(), label)
+        if not isinstance(self.model, bytes) and Path(self.model).suffix.lower() == ".ovblob":
+            if not Path(self.model).is_file():
+                raise ArtifactError(f"Model not found: {self.model}.")
+            self.compiled, _ = _import_blob(ov, Path(self.model), options)
+            _check_io(self.compiled, label)
+        else:
+            core = ov.Core()
+            model = _read_model(core, self.model)
+            _check_io(model, label)
+            self.compiled = _compile(core, model, self.device, options.compile_config(), label)
         self.properties = compiled_properties(self.compiled)
         self._dtype = self.compiled.inputs[0].get_element_type().to_dtype()
         for _ in range(max(1, int(self.properties["OPTIMAL_NUMBER_OF_INFER_REQUESTS"]))):
@@ -445,6 +585,60 @@ def check_openvino_compatible(engine_facts: dict[str, Any], *, use_ir: bool = Tr
             f"This engine's IR was saved by OpenVINO {ir.get('openvino_version')}, newer than the installed "
             f"{installed}; upgrade OpenVINO or load the ONNX instead."
         )
+
+
+def check_blob_compatible(blob_facts: dict[str, Any], openvino_here: str, requirements_here: str) -> None:
+    """Refuse a blob whose sidecar says it was compiled for another OpenVINO release or CPU instruction set than
+    this machine's (``requirements_here``: :func:`runtime_requirements`), with one sentence naming both sides.
+    OpenVINO's own rule is equality of the two runtime requirements; ``examples/cpp/sidecar.hpp``
+    (``checkBlobCompatible``) applies the same rule with the same sentence.
+
+    Raises:
+        ArtifactError: the blob cannot be imported here.
+    """
+    recorded = str(blob_facts.get("runtime_requirements") or "")
+    if recorded == requirements_here:
+        return
+    version = str(blob_facts.get("openvino_version") or "an unknown release")
+    isa_blob, isa_here = _requirement(recorded, "isa"), _requirement(requirements_here, "isa")
+    problems = []
+    if _release(version) != _release(openvino_here):
+        problems.append("blobs load only on the OpenVINO release that compiled them")
+    if isa_blob != isa_here:
+        problems.append("blobs load only on CPUs of the instruction set they were compiled for")
+    if not problems:
+        problems.append(f"OpenVINO's runtime requirements differ ({recorded} against {requirements_here})")
+    unknown = "an unknown instruction set"
+    raise ArtifactError(
+        f"This blob was compiled by OpenVINO {version} for {isa_blob or unknown}; this machine has OpenVINO "
+        f"{openvino_here} and {isa_here or unknown}: {'; '.join(problems)}. Rebuild the blob on this machine "
+        "(alexnet-deploy build --backend openvino --export-blob) or load the ONNX it came from."
+    )
+
+
+def openvino_blob_runner_for(
+    blob: str | Path, blob_facts: dict[str, Any], *, threads: int | None = None, precision: str = "fp32"
+) -> OpenVINORunner:
+    """The runner for an exported blob, with the properties its sidecar recorded (``threads`` overrides its
+    threads), after :func:`check_openvino_compatible` and :func:`check_blob_compatible`: both run before OpenVINO
+    reads the blob.
+
+    Raises:
+        ArtifactError / MissingBackendError: as those two checks.
+    """
+    check_openvino_compatible(blob_facts, use_ir=False)
+    device = str(blob_facts.get("device") or "CPU")
+    check_blob_compatible(blob_facts, openvino_version() or "0", runtime_requirements(device))
+    options = blob_facts.get("options") or {}
+    return OpenVINORunner(
+        Path(blob),
+        device=device,
+        performance_hint=options.get("performance_hint") or "LATENCY",
+        threads=threads if threads is not None else options.get("threads"),
+        inference_precision=options.get("inference_precision"),
+        num_streams=options.get("num_streams"),
+        precision=precision,
+    )
 
 
 def openvino_runner_for(
@@ -514,7 +708,15 @@ def status() -> BackendStatus:
 
 def open_runner(artifact, *, device: str = "cpu", threads=None, precision=None, compile: bool = False):
     """A runner for an ONNX :class:`~alexnet_deploy.backends.Artifact`: as its sidecar's engine facts say for an
-    OpenVINO engine (device, inference precision, hint, IR), else OpenVINO's CPU plugin in f32."""
+    OpenVINO engine (device, inference precision, hint, IR), else OpenVINO's CPU plugin in f32; for an exported
+    blob, after its compatibility check."""
+    if artifact.kind == "ovblob":
+        if not artifact.manifest:
+            raise ArtifactError(
+                f"{artifact.path.name} has no sidecar ({artifact.path.name}.json), which records the OpenVINO "
+                "release and CPU it was compiled for; a blob is not loaded without it."
+            )
+        return openvino_blob_runner_for(artifact.path, artifact.engine, threads=threads, precision=artifact.precision)
     if artifact.engine.get("backend") == "openvino":
         return openvino_runner_for(artifact.path, artifact.engine, threads=threads, precision=artifact.precision)
     return OpenVINORunner(artifact.path, threads=threads, precision=artifact.precision)

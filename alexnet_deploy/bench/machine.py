@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from alexnet_deploy.core.system import SIMD_ARM, SIMD_FLAGS, cpu_features  # noqa: F401 - re-exported
+
 
 def _best_seconds(fn, seconds: float, sync=None) -> float:
     """The fastest of repeated calls of ``fn`` over about ``seconds`` (the first call is not counted: it pays for
@@ -103,28 +105,6 @@ def measure_ceiling(device: str = "cpu", threads: int | None = None, seconds: fl
     where = torch.cuda.get_device_name(device) if cuda else f"{threads or torch.get_num_threads()} threads"
     listed = ", ".join(f"{k} {v:g}" for k, v in probes.items())
     return {"probe": f"best of {n}x{n} matrix products ({where}): {listed} GFLOP/s", "gflops": gflops, "probes": probes}
-
-
-#: /proc/cpuinfo flags that decide which kernels ONNX Runtime, oneDNN and MKL pick (x86; ARM's in SIMD_ARM).
-SIMD_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
-)  # fmt: skip
-SIMD_ARM = ("asimd", "asimddp", "sve", "sve2", "i8mm", "bf16")
-
-
-def cpu_features(cpuinfo: str) -> dict[str, Any]:
-    """The CPU model and its inference-relevant SIMD features from the text of ``/proc/cpuinfo``."""
-    info: dict[str, Any] = {}
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("model name", "Model", "cpu model") and not info.get("cpu_model"):
-            info["cpu_model"] = value.strip()
-        elif key in ("flags", "Features") and "simd" not in info:
-            flags = set(value.split())
-            info["simd"] = [f for f in (*SIMD_FLAGS, *SIMD_ARM) if f in flags]
-    return info
 
 
 def machine_info() -> dict[str, Any]:

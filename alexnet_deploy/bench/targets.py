@@ -149,7 +149,7 @@ def _target_for(spec: TargetSpec, device: str, threads: int | None) -> tuple[Ben
     precision, chw, manifest, model_info = art.precision, art.input_shape, art.manifest, art.model
     # One ONNX Runtime session or OpenVINO compiled model may be run from several threads; a plan has one
     # execution context and one set of buffers.
-    thread_safe = art.kind == "onnx"
+    thread_safe = art.kind in ("onnx", "ovblob")
     runner.name = f"{runner.backend} {precision}"
     target = BenchTarget(
         label=runner.name,

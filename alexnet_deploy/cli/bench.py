@@ -16,7 +16,8 @@ def bench_command(
     artifacts: Annotated[
         list[str],
         typer.Argument(
-            help="Artifacts: a .pt checkpoint (torch), an .onnx model (onnxruntime) or a .plan (TensorRT); "
+            help="Artifacts: a .pt checkpoint (torch), an .onnx model (onnxruntime), a .plan (TensorRT) or an .ovblob "
+            "(OpenVINO); "
             "PATH@fp16 or PATH@compile for torch variants of a checkpoint.",
             show_default=False,
         ),

@@ -92,6 +92,15 @@ def _print(result, as_json: bool) -> None:
         err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
     if result.path:
         console.print(f"Wrote [bold]{result.path}[/] and its sidecar.", highlight=False)
+        blob = (result.engine_facts or {}).get("blob")
+        if blob:
+            console.print(
+                f"Wrote {result.path.with_name(blob['file'])} and its sidecar: OpenVINO's compiled model, "
+                f"verified itself; it loads only with OpenVINO {blob['openvino_version']} on CPUs of its instruction "
+                f"set ({blob['cpu_isa'] or 'unknown'}).",
+                highlight=False,
+                markup=False,
+            )
 
 
 @handle_errors

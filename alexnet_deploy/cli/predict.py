@@ -12,7 +12,7 @@ from alexnet_deploy.cli._common import console, handle_errors, print_json
 
 @handle_errors
 def predict_command(
-    artifact: Annotated[Path, typer.Argument(help="Checkpoint (.pt), ONNX model (.onnx) or TensorRT plan (.plan).")],
+    artifact: Annotated[Path, typer.Argument(help="Checkpoint, ONNX model, TensorRT plan or OpenVINO blob (.ovblob).")],
     images: Annotated[list[Path], typer.Argument(help="Image files to classify.")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many classes to show per image.")] = 5,
     threads: Annotated[int | None, typer.Option(help="CPU threads for the backend.")] = None,

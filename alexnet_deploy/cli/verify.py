@@ -63,7 +63,7 @@ def worst_classes(report, n: int = 5) -> str:
 
 @handle_errors
 def verify_command(
-    artifact: Annotated[Path, typer.Argument(help="Checkpoint (.pt), ONNX (.onnx) or TensorRT plan (.plan).")],
+    artifact: Annotated[Path, typer.Argument(help="Checkpoint, ONNX, TensorRT plan or OpenVINO blob (.ovblob).")],
     data: Annotated[Path, typer.Option("--data", help="An ImageFolder, or a root whose val/ is used.")],
     reference: Annotated[
         Path | None, typer.Option("--reference", help="FP32 artifact to compare with (agreement, deltas, gate).")

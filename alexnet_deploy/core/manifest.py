@@ -55,7 +55,7 @@ def sidecar_path(artifact: str | Path) -> Path:
 class Manifest:
     """What an artifact is and how it was made; see the module docstring."""
 
-    kind: str  # "checkpoint" | "onnx" | "plan" | "ort"
+    kind: str  # "checkpoint" | "onnx" | "plan" | "ovblob" (an OpenVINO compiled blob)
     model: dict[str, Any] = field(default_factory=dict)  # name, width, columns, num_classes
     classes: list[str] = field(default_factory=list)
     input: dict[str, Any] = field(default_factory=dict)  # name, shape (batch as -1), dtype
@@ -68,7 +68,7 @@ class Manifest:
     source: dict[str, Any] = field(default_factory=dict)  # path, sha256
     sha256: str = ""  # of the artifact itself
     versions: dict[str, str] = field(default_factory=library_versions)
-    engine: dict[str, Any] = field(default_factory=dict)  # plans: tensorrt version, gpu, profile, io
+    engine: dict[str, Any] = field(default_factory=dict)  # plans: tensorrt version, gpu...; blobs: openvino, cpu
     extra: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     manifest_version: int = MANIFEST_VERSION
@@ -103,7 +103,7 @@ class Manifest:
         return int(self.model.get("num_classes") or len(self.classes))
 
 
-KINDS = ("checkpoint", "onnx", "plan")
+KINDS = ("checkpoint", "onnx", "plan", "ovblob")
 _DICT_FIELDS = ("model", "input", "output", "preprocessing", "calibration", "accuracy", "gate", "source", "engine")
 
 
@@ -264,4 +264,4 @@ def artifact_file(path: str | Path) -> Path:
     """
     from alexnet_deploy.core.paths import require_file
 
-    return require_file(path, ArtifactError, "Artifact", (".pt", ".pth", ".onnx", ".plan"))
+    return require_file(path, ArtifactError, "Artifact", (".pt", ".pth", ".onnx", ".plan", ".ovblob"))

@@ -1,4 +1,5 @@
-"""What this machine can do: library versions, GPUs (probed in a child process), usable backends.
+"""What this machine can do: library versions, GPUs (probed in a child process), the CPU's SIMD features, usable
+backends.
 
 TensorRT can segfault when a GPU is absent, so the GPU is always probed in a subprocess first and TensorRT is
 only imported (also in a subprocess, for the doctor) once a GPU is known to be there.
@@ -14,6 +15,8 @@ import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 from alexnet_deploy.core.manifest import library_versions
 
@@ -151,3 +154,34 @@ def package_version(name: str) -> str | None:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+#: /proc/cpuinfo flags that decide which kernels ONNX Runtime, oneDNN and MKL pick (x86; ARM's in SIMD_ARM).
+SIMD_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+    "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+)  # fmt: skip
+SIMD_ARM = ("asimd", "asimddp", "sve", "sve2", "i8mm", "bf16")
+
+
+def cpu_features(cpuinfo: str) -> dict[str, Any]:
+    """The CPU model and its inference-relevant SIMD features from the text of ``/proc/cpuinfo``."""
+    info: dict[str, Any] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model", "cpu model") and not info.get("cpu_model"):
+            info["cpu_model"] = value.strip()
+        elif key in ("flags", "Features") and "simd" not in info:
+            flags = set(value.split())
+            info["simd"] = [f for f in (*SIMD_FLAGS, *SIMD_ARM) if f in flags]
+    return info
+
+
+@functools.lru_cache(maxsize=1)
+def this_cpu() -> dict[str, Any]:
+    """:func:`cpu_features` of this machine (empty where ``/proc/cpuinfo`` cannot be read: not Linux)."""
+    try:
+        return cpu_features(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return {}

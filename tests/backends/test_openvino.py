@@ -281,3 +281,50 @@ def test_ir_is_recorded_and_computes_the_same_logits_and_a_changed_ir_is_not_loa
     assert openvino_runner_for(out, facts).model == out
     with pytest.raises(ArtifactError, match="IR of m.int8.ov.onnx is missing or differs"):
         openvino_runner_for(out, facts, use_ir=True)
+
+
+def test_exported_blob_computes_the_engines_logits_and_records_what_it_needs(int8_onnx, val_images, tmp_path):
+    from alexnet_deploy.backends.openvino import blob_path, openvino_blob_runner_for, runtime_requirements
+    from alexnet_deploy.core.files import sha256_file
+
+    out = tmp_path / "m.int8.ov.onnx"
+    facts = build_openvino_engine(int8_onnx, out, OpenVINOBuildOptions(threads=2, export_blob=True))
+    blob = blob_path(out)
+    assert blob.name == "m.int8.ov.ovblob" and sorted(p.name for p in tmp_path.iterdir()) == [out.name, blob.name]
+    b = facts["blob"]
+    assert b["file"] == blob.name and b["sha256"] == sha256_file(blob) and b["size_bytes"] == blob.stat().st_size
+    assert b["source_onnx_sha256"] == sha256_file(int8_onnx) and b["max_abs_diff_vs_onnx"] == 0.0
+    assert b["runtime_requirements"] == runtime_requirements("CPU") == facts["blob"]["runtime_requirements"]
+    assert b["runtime_requirements"].startswith(f"meta=1.0;ov={ov.__version__.split('-')[0]};isa=")
+    assert b["cpu_isa"] == b["runtime_requirements"].split("isa=")[1] and b["cpu_features"] == machine_info()["simd"]
+    # Imported with the recorded properties: f32 pinned, the build's threads (not OpenVINO's defaults).
+    assert b["compiled"]["INFERENCE_PRECISION_HINT"] == "f32" and b["compiled"]["INFERENCE_NUM_THREADS"] == 2
+    runner = openvino_blob_runner_for(blob, b, precision="int8")
+    np.testing.assert_array_equal(
+        _logits(runner, val_images[:16]), _logits(OpenVINORunner(out, threads=2), val_images[:16])
+    )
+    assert runner.properties["INFERENCE_PRECISION_HINT"] == "f32"
+    assert json.loads(json.dumps(facts)) == facts
+
+
+def test_blob_options_and_a_blob_without_sidecar_are_refused_in_one_sentence(int8_onnx, tmp_path):
+    from alexnet_deploy.backends import describe_artifact, runner_for
+
+    with pytest.raises(ConfigError, match="blobs are exported for the CPU device only, not for GPU"):
+        OpenVINOBuildOptions(device="GPU", export_blob=True)
+    facts = build_openvino_engine(int8_onnx, tmp_path / "m.ov.onnx", OpenVINOBuildOptions(export_blob=True))
+    blob = tmp_path / facts["blob"]["file"]
+    info = describe_artifact(blob, require_manifest=False)
+    assert info.kind == "ovblob" and info.backend.value == "openvino" and info.manifest is None
+    with pytest.raises(ArtifactError) as err:
+        runner_for(info)
+    assert _one_sentence(err) == (
+        "m.ov.ovblob has no sidecar (m.ov.ovblob.json), which records the OpenVINO release and CPU it was compiled "
+        "for; a blob is not loaded without it."
+    )
+    with pytest.raises(ArtifactError, match=r"m.ov.ovblob has no manifest \(m.ov.ovblob.json is missing\)"):
+        describe_artifact(blob)
+    with pytest.raises(
+        ConfigError, match="The onnxruntime backend cannot run m.ov.ovblob .a ovblob file.; use openvino"
+    ):
+        runner_for(info, "onnxruntime")

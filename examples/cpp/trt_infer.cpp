@@ -1,5 +1,7 @@
 // alexnet_trt_infer: load a plan exported by `alexnet-deploy build --backend tensorrt`, read its sidecar
-// (MODEL.plan.json) for the I/O names, preprocessing and class names, run one image and print the top-5.
+// (MODEL.plan.json) for the I/O names, preprocessing and class names, run one image and print the top-5. Everything
+// that is not TensorRT (sidecar, compatibility rule, sha256, PPM, preprocessing, top-k) is sidecar.hpp, shared with
+// alexnet_ov_infer, which is compiled and run in the tests.
 //
 //   alexnet_trt_infer MODEL.plan IMAGE.ppm [--device N]
 //
@@ -9,7 +11,7 @@
 //
 // Status: written against the TensorRT 10.x/11.x C++ API documentation and NOT compiled against TensorRT or run
 // on any machine of this project (none has TensorRT or a GPU); its TensorRT-free half (sidecar.hpp) is compiled
-// and tested on a CPU through sidecar_tool.cpp.
+// and tested on a CPU through sidecar_tool.cpp and alexnet_ov_infer.
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
 
@@ -114,15 +116,18 @@ int main(int argc, char** argv) {
     const int device = argc == 5 ? std::stoi(argv[4]) : 0;
     try {
         // 1. The sidecar first: refuse a plan from another TensorRT or GPU before TensorRT sees its bytes.
-        sidecar::Sidecar sc = sidecar::loadSidecar(planPath + ".json");
+        sidecar::Sidecar sc = sidecar::loadSidecar(sidecar::sidecarPath(planPath));
+        if (sc.kind != "plan") throw std::runtime_error(planPath + " is a " + sc.kind + ", not a TensorRT plan.");
+        const sidecar::PlanFacts facts = sidecar::planFacts(sc);
+        sidecar::checkSha256(sc, planPath);
         cudaCheck(cudaSetDevice(device), "cudaSetDevice");
         cudaDeviceProp prop{};
         cudaCheck(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
         const int32_t v = getInferLibVersion();  // major * 10000 + minor * 100 + patch since TensorRT 10
         const std::string trtVersion =
             std::to_string(v / 10000) + "." + std::to_string((v / 100) % 100) + "." + std::to_string(v % 100);
-        const std::string problem = sidecar::checkCompatible(
-            sc, trtVersion, prop.name, std::to_string(prop.major) + "." + std::to_string(prop.minor));
+        const std::string problem = sidecar::checkPlanCompatible(
+            facts, trtVersion, prop.name, std::to_string(prop.major) + "." + std::to_string(prop.minor));
         if (!problem.empty()) {
             std::cerr << "error: " << problem << "\n";
             return 1;
@@ -136,7 +141,7 @@ int main(int argc, char** argv) {
         Logger logger;
         std::unique_ptr<nvinfer1::IRuntime> runtime{nvinfer1::createInferRuntime(logger)};
         if (!runtime) throw std::runtime_error("createInferRuntime failed");
-        if (sc.versionCompatible) runtime->setEngineHostCodeAllowed(true);  // the plan embeds the lean runtime
+        if (facts.versionCompatible) runtime->setEngineHostCodeAllowed(true);  // the plan embeds the lean runtime
         std::unique_ptr<nvinfer1::ICudaEngine> engine{runtime->deserializeCudaEngine(plan.data(), plan.size())};
         if (!engine) throw std::runtime_error("TensorRT could not deserialize " + planPath + " (see its log above)");
         std::unique_ptr<nvinfer1::IExecutionContext> context{engine->createExecutionContext()};
@@ -150,7 +155,7 @@ int main(int argc, char** argv) {
         }
         if (engine->getNbIOTensors() != 2 || inputName.empty() || outputName.empty())
             throw std::runtime_error("this example expects one input and one output tensor");
-        for (const auto& t : sc.io)
+        for (const auto& t : facts.io)
             if ((t.mode == "input" && t.name != inputName) || (t.mode == "output" && t.name != outputName))
                 throw std::runtime_error("the sidecar's I/O names do not match the plan's (" + inputName + ", " +
                                          outputName + ")");
@@ -195,20 +200,14 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < logits.size(); ++i)
             logits[i] = outType == nvinfer1::DataType::kFLOAT ? reinterpret_cast<float*>(hostOut.data())[i]
                                                               : halfToFloat(reinterpret_cast<uint16_t*>(hostOut.data())[i]);
-        const float top = *std::max_element(logits.begin(), logits.end());
-        double total = 0;
-        for (float x : logits) total += std::exp(double(x - top));
-        std::vector<size_t> order(logits.size());
-        std::iota(order.begin(), order.end(), 0);
-        const size_t k = std::min<size_t>(5, order.size());
-        std::partial_sort(order.begin(), order.begin() + long(k), order.end(),
-                          [&](size_t a, size_t b) { return logits[a] > logits[b]; });
-        std::cout << "top-" << k << " for " << imagePath << " (TensorRT " << trtVersion << ", " << prop.name << ")\n";
-        for (size_t r = 0; r < k; ++r) {
-            const size_t c = order[r];
+        const std::vector<sidecar::Ranked> top = sidecar::topK(logits.data(), logits.size(), 5);
+        std::cout << "top-" << top.size() << " for " << sidecar::printable(imagePath) << " (TensorRT " << trtVersion
+                  << ", " << sidecar::printable(prop.name) << ")\n";
+        for (size_t r = 0; r < top.size(); ++r) {
+            const size_t c = top[r].index;
             const std::string name = c < sc.classes.size() ? sc.classes[c] : "class " + std::to_string(c);
-            std::cout << r + 1 << "\t" << c << "\t" << std::fixed << std::setprecision(4)
-                      << std::exp(double(logits[c] - top)) / total << "\t" << name << "\n";
+            std::cout << r + 1 << "\t" << c << "\t" << std::fixed << std::setprecision(4) << top[r].probability << "\t"
+                      << sidecar::printable(name) << "\n";
         }
     } catch (const std::exception& e) {
         std::cerr << "error: " << e.what() << "\n";
