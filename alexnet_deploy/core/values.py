@@ -35,7 +35,9 @@ def parse_batch_sizes(
     except ValueError:
         sizes = [0]
     if any(s < 1 for s in sizes) or (not sizes and not allow_empty):
-        raise ConfigError(f"{flag} takes positive whole numbers separated by commas, like 1,8,32; got {_shown(text)}.")
+        raise ConfigError(
+            f"{flag} takes positive integers: whole numbers separated by commas, like 1,8,32; got {_shown(text)}."
+        )
     return tuple(sorted(set(sizes)))
 
 
