@@ -24,9 +24,9 @@ from types import ModuleType
 from typing import Any
 
 from alexnet_deploy.backends.base import BackendStatus, Runner
-from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.manifest import Manifest, artifact_file, load_manifest
+from alexnet_deploy.core.preprocessing import Preprocessing
 from alexnet_deploy.core.vocab import BackendName
 
 __all__ = [
