@@ -243,7 +243,7 @@ class LocalTritonServer:
         args = [self.env.tritonserver, f"--model-repository={self.repository}",
                 f"--backend-directory={self.env.backends}", "--http-address=127.0.0.1", f"--http-port={http}",
                 "--grpc-address=127.0.0.1", f"--grpc-port={grpc}", "--allow-metrics=false",
-                "--exit-timeout-secs=5", f"--log-verbose={self.log_verbose}"]  # fmt: skip
+                "--exit-timeout-secs=2", f"--log-verbose={self.log_verbose}"]  # fmt: skip
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen([str(a) for a in args], stdout=log, stderr=subprocess.STDOUT, cwd=work,
                                          env=self.environment(), start_new_session=True)  # fmt: skip
