@@ -5,12 +5,16 @@ batcher with and without preferred sizes, and the capacity estimate docs/BENCHMA
 
 Steps (everything through the product's own commands):
 
-1. torchvision's AlexNet (seeded random weights, 1000 classes, 224 px) exported to FP32 ONNX (benchmarks/common.py);
+1. torchvision's AlexNet at 224 px with seeded random weights and the 10 classes of fixture-imagenette-10 (the
+   classifier's last layer is 0.6% of the work, so timing is a 1000-class model's), exported to FP32 ONNX by
+   ``alexnet-deploy export``; with ``--engine openvino-int8``, the INT8 OpenVINO engine ``alexnet-deploy build
+   --int8 --backend openvino`` makes from it (calibrated on those photos; the gate opened wide, since random weights
+   have no accuracy to keep), the fastest engine on an Intel CPU with VNNI/AMX (docs/BENCHMARKS.md);
 2. three models written by ``alexnet-deploy triton --python-backend --threads T`` from that one file:
    ``alexnet_nobatch`` (``--max-batch-size 1``: every request runs alone), ``alexnet_batch`` (the dynamic batcher,
    ``--max-batch-size 16``, no preferred sizes) and ``alexnet_pref`` (the same with ``--preferred-batch 4,8``);
 3. a real ``tritonserver`` (alexnet_deploy.triton_local) serving them on 127.0.0.1;
-4. ``alexnet-deploy bench`` of the three served models beside the in-process ONNX Runtime runner of the same file,
+4. ``alexnet-deploy bench`` of the three served models beside the in-process runner of the same file,
    single images (``--batch 1``: what clients of a server send), over HTTP, at every concurrency, interleaved;
 5. from the JSON: the table, the batcher's gain, and the capacity estimate (instances for a target load at a p99
    bound), printed as markdown.
@@ -26,8 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, ensure_artifacts  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ALEXNET_DEPLOY_DATA", REPO.parent / "shared" / "data")) / "fixture-imagenette-10"
 
 MODELS = {  # name -> extra `alexnet-deploy triton` options
     "alexnet_nobatch": ["--max-batch-size", "1"],
@@ -46,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--target-load", type=float, default=10_000.0, help="images/s the capacity estimate is for")
     p.add_argument("--p99-ms", type=float, default=50.0, help="the latency bound of the capacity estimate")
     p.add_argument("--utilisation", type=float, default=0.7, help="planned share of measured capacity")
+    p.add_argument("--engine", choices=("onnxruntime-fp32", "openvino-int8"), default="onnxruntime-fp32")
     return p.parse_args(argv)
 
 
@@ -56,6 +61,39 @@ def write_repository(onnx: Path, repo: Path, threads: int) -> None:
         cmd = [*CLI, "triton", str(onnx), "--repo", str(repo), "--name", name, "--python-backend", "--threads",
                str(threads), *extra]  # fmt: skip
         subprocess.run(cmd, check=True)
+
+
+def export_fp32(work: Path) -> Path:
+    """The FP32 ONNX of a seeded random-weight torchvision AlexNet with imagenette's 10 classes, made once."""
+    import torch
+
+    from alexnet_deploy.core.checkpoint import save_checkpoint
+    from alexnet_deploy.core.data import Preprocessing, class_names
+    from alexnet_deploy.core.models import build_model
+
+    out = work / "alexnet.fp32.onnx"
+    if not out.exists():
+        work.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = build_model("alexnet", num_classes=10)
+        save_checkpoint(work / "alexnet.pt", {"model": model.state_dict(), "classes": class_names(DATA / "train"),
+                                              "arch": {"name": "alexnet", "num_classes": 10, "width": 1.0,
+                                                       "columns": 1},
+                                              "preprocessing": Preprocessing().to_dict()})  # fmt: skip
+        subprocess.run([*CLI, "export", str(work / "alexnet.pt"), "-o", str(out)], check=True)
+    return out
+
+
+def openvino_int8(fp32: Path) -> Path:
+    """The INT8 OpenVINO engine of ``fp32``, built once by the CLI."""
+    out = fp32.with_name("alexnet.int8.ov.onnx")
+    if not out.exists():
+        subprocess.run([*CLI, "build", str(fp32), "--int8", "--backend", "openvino", "--calib-data", str(DATA),
+                        "--eval-data", str(DATA), "--calib-method", "minmax", "--num-calib-images", "64",
+                        "--holdout-images", "16", "--eval-limit", "50", "--max-fallback-layers", "0",
+                        "--max-top1-drop", "100", "--max-top5-drop", "100", "--probe-batch", "", "-o", str(out)],
+                       check=True)  # fmt: skip
+    return out
 
 
 def capacity(rows: list[dict], p99_ms: float) -> dict | None:
@@ -106,20 +144,23 @@ def main(argv=None) -> None:
     from alexnet_deploy.triton_local import LocalTritonServer, ensure_server_env
 
     args.out.mkdir(parents=True, exist_ok=True)
-    onnx = ensure_artifacts("alexnet", args.out / "artifacts")["fp32"]
-    write_repository(onnx, args.out / "repo", args.threads)
+    onnx = export_fp32(args.out / "artifacts")
+    if args.engine == "openvino-int8":
+        onnx = openvino_int8(onnx)
+    repo = args.out / f"repo-{args.engine}"
+    write_repository(onnx, repo, args.threads)
     env = ensure_server_env()
-    out_json = args.out / "served.json"
-    with LocalTritonServer(env, args.out / "repo") as server:
+    out_json = args.out / f"served-{args.engine}.json"
+    with LocalTritonServer(env, repo) as server:
         cmd = [*CLI, "bench", *(f"triton://{server.http_url}/{name}" for name in MODELS), str(onnx), "--batch", "1",
                "--concurrency", args.concurrency, "--threads", str(args.threads), "--warmup-s", "1", "--duration-s",
                str(args.duration_s), "--rounds", "2", "--json", str(out_json), "--plot",
-               str(args.out / "served.png")]  # fmt: skip
+               str(out_json.with_suffix(".png"))]  # fmt: skip
         print("$", " ".join(cmd[2:]).replace(server.http_url, "127.0.0.1:PORT"), flush=True)
         subprocess.run(cmd, check=True, env=dict(os.environ, COLUMNS="200"))
     d = json.loads(out_json.read_text())
     text = report(d, args)
-    (args.out / "served.md").write_text(text + "\n")
+    out_json.with_suffix(".md").write_text(text + "\n")
     print(text)
 
 
