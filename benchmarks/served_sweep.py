@@ -128,7 +128,9 @@ def report(d: dict, args: argparse.Namespace) -> str:
     lines += ["", f"Capacity at p99 <= {args.p99_ms:g} ms, planned at {args.utilisation:.0%} of it, for "
               f"{args.target_load:,.0f} images/s:"]  # fmt: skip
     for label in labels:
-        best = capacity(by[label], args.p99_ms)
+        # In process, only one stream is a fair figure: OpenVINO's LATENCY hint has one infer request, and a Python
+        # thread that returns it takes it straight back, so the other streams starve (and are not counted).
+        best = capacity(by[label] if label in served else [r for r in by[label] if r["concurrency"] == 1], args.p99_ms)
         if best is None:
             lines.append(f"- {label}: no level kept p99 within {args.p99_ms:g} ms")
             continue
