@@ -158,7 +158,7 @@ def main(argv=None) -> None:
                "--concurrency", args.concurrency, "--threads", str(args.threads), "--warmup-s", "1", "--duration-s",
                str(args.duration_s), "--rounds", "2", "--json", str(out_json), "--plot",
                str(out_json.with_suffix(".png"))]  # fmt: skip
-        print("$", " ".join(cmd[2:]).replace(server.http_url, "127.0.0.1:PORT"), flush=True)
+        print("$ alexnet-deploy", " ".join(cmd[1:]).replace(server.http_url, "127.0.0.1:PORT"), flush=True)
         subprocess.run(cmd, check=True, env=dict(os.environ, COLUMNS="200"))
     d = json.loads(out_json.read_text())
     text = report(d, args)
