@@ -127,8 +127,9 @@ def _concurrent_chunk(
                     ):
                         state["stop"] = True
                 # A closed loop issues the next request the moment the last one completes: timing from here, not
-                # from a fresh clock read, keeps in the latency the wait for the GIL that a runtime holding it
-                # (measured: OpenVINO's synchronous infer) makes the other streams do (Little's law holds).
+                # from a fresh clock read, keeps in the latency any wait between two requests of one stream (for
+                # the GIL, the lock, the scheduler). A stream that never completes inside the window is still not
+                # counted (OpenVINO's one LATENCY request, taken straight back by the thread that returned it).
                 t0 = t1
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
