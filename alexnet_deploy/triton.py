@@ -12,6 +12,12 @@ artifact's sidecar beside it. How artifacts become models:
   picks a file per GPU, never per precision, so precisions are separate models a client chooses between;
 * ONNX files and plans together are refused.
 
+Which Triton backend serves each model (the ``platform`` or ``backend`` of its config) comes from the artifact's
+sidecar and the options (:mod:`alexnet_deploy.triton_backends`): TensorRT plans on GPUs; an OpenVINO engine on
+CPU instances through Triton's OpenVINO backend; other ONNX files through ONNX Runtime; and, with
+``python_backend``, any ONNX file through Triton's Python backend running our own runner (``model.py`` and a copy
+of the runner code beside the artifact), which a server without those backends can serve.
+
 Only artifacts whose sidecar describes them (same sha256) are taken, and a failed accuracy gate only when forced.
 Each model folder is built in a staging folder beside ``DIR/NAME``, checked against Triton's ``ModelConfig``
 schema when tritonclient is installed (:mod:`alexnet_deploy.triton_config`), and renamed into place; on any
@@ -34,6 +40,7 @@ from typing import Any
 from alexnet_deploy import __version__
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
 from alexnet_deploy.core.manifest import Manifest, sidecar_path
+from alexnet_deploy.triton_backends import Serving, choose_serving, stage_python_model
 from alexnet_deploy.triton_config import PLATFORM_FILES, Ident, to_pbtxt, validate_config
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "plan": "tensorrt_plan"}
@@ -67,6 +74,9 @@ class TritonOptions:
         kind: ``gpu`` or ``cpu`` instances (TensorRT plans run only on GPUs).
         version: the version folder's number.
         force: take artifacts whose accuracy gate failed, and replace existing model folders.
+        python_backend: serve ONNX files with Triton's Python backend running our own runner (CPU instances).
+        threads: the runtime's threads per instance (ONNX Runtime's ``intra_op_thread_count``, OpenVINO's
+            ``INFERENCE_NUM_THREADS``, our runner's threads); ``None``: the runtime's default.
     """
 
     name: str = "alexnet"
@@ -77,6 +87,8 @@ class TritonOptions:
     kind: InstanceKind = InstanceKind.gpu
     version: int = 1
     force: bool = False
+    python_backend: bool = False
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in {k.value for k in InstanceKind}:
@@ -85,8 +97,8 @@ class TritonOptions:
         object.__setattr__(self, "preferred_batch", tuple(self.preferred_batch))
         if not self.name or self.name.startswith(".") or any(c in self.name for c in "/\\ \t\n"):
             raise ConfigError(f"The model name {self.name!r} cannot name a folder (no slashes, spaces, leading dot).")
-        lowest = {"max batch size": 1, "instances": 1, "version": 1, "queue delay": 0}
-        values = (self.max_batch_size, self.instances, self.version, self.max_queue_delay_us)
+        lowest = {"max batch size": 1, "instances": 1, "version": 1, "queue delay": 0, "threads": 1}
+        values = (self.max_batch_size, self.instances, self.version, self.max_queue_delay_us, self.threads)
         for (label, least), value in zip(lowest.items(), values, strict=True):
             if value is not None and value < least:
                 raise ConfigError(f"The {label} must be at least {least}; got {value}.")
@@ -116,7 +128,7 @@ class WrittenModel:
 
     name: str
     path: Path
-    platform: str
+    platform: str  # what serves it: Triton's platform (onnxruntime_onnx, tensorrt_plan) or backend (openvino, python)
     precision: str
     max_batch_size: int
     files: list[str]  # relative to the model folder
@@ -202,12 +214,12 @@ def container_hint(tensorrt_version: str, version_compatible: bool = False) -> s
     return f"use the tritonserver container whose TensorRT is {tensorrt_version} ({notes})"
 
 
-def _max_batch_size(artifacts: Sequence[ServedArtifact], options: TritonOptions) -> int:
+def _max_batch_size(artifacts: Sequence[ServedArtifact], options: TritonOptions, serving: Serving) -> int:
     first = artifacts[0]
     if first.manifest.input.get("shape", [None])[0] != -1:
         raise ArtifactError(f"{first.path.name} has a fixed batch size; Triton's batching needs a dynamic one.")
     if first.kind != "plan":
-        return options.max_batch_size or ONNX_MAX_BATCH_SIZE
+        return options.max_batch_size or serving.default_max_batch or ONNX_MAX_BATCH_SIZE
     limits = {}
     for a in artifacts:
         if not (profile_max := (a.manifest.engine.get("profile") or {}).get("max")):
@@ -233,7 +245,8 @@ def model_config(name: str, artifacts: Sequence[ServedArtifact], options: Triton
 
     Returns:
         ``(text, facts)``; facts: ``max_batch_size``, ``files`` (the model file of each artifact in the version
-        folder), ``tensorrt_version``, ``container_hint``, ``notes``.
+        folder), ``serving`` (:class:`~alexnet_deploy.triton_backends.Serving`), ``tensorrt_version``,
+        ``container_hint``, ``notes``.
 
     Raises:
         ArtifactError, ConfigError: the artifacts or the options do not make a model Triton can serve.
@@ -241,7 +254,10 @@ def model_config(name: str, artifacts: Sequence[ServedArtifact], options: Triton
     first, m = artifacts[0], artifacts[0].manifest
     if first.kind == "plan" and options.kind is InstanceKind.cpu:
         raise ConfigError("TensorRT plans run only on GPU instances; use --kind gpu.")
-    max_batch = _max_batch_size(artifacts, options)
+    serving = choose_serving(first.kind, m.engine, m.precision, instance_kind=options.kind.value,
+                             python_backend=options.python_backend, threads=options.threads,
+                             instances=options.instances, versions=m.versions)  # fmt: skip
+    max_batch = _max_batch_size(artifacts, options, serving)
     if too_big := [b for b in options.preferred_batch if b > max_batch]:
         raise ConfigError(f"Preferred batch sizes must be at most the max batch size {max_batch}; got {too_big}.")
     if len(m.classes) != m.output["shape"][-1] or any("\n" in c for c in m.classes):
@@ -251,7 +267,7 @@ def model_config(name: str, artifacts: Sequence[ServedArtifact], options: Triton
     preferred = {"preferred_batch_size": list(options.preferred_batch)} if options.preferred_batch else {}
     config: dict[str, Any] = {
         "name": name,
-        "platform": PLATFORMS[first.kind],
+        **serving.config_fields(),
         "max_batch_size": max_batch,
         "input": [_tensor(m.input)],
         "output": [_tensor(m.output, LABELS_FILE)],
@@ -268,8 +284,10 @@ def model_config(name: str, artifacts: Sequence[ServedArtifact], options: Triton
                 f"std {pre.get('std')} (see the sidecar beside the model file)."]  # fmt: skip
     comments += [f"{f}: from {a.path.name}, {a.manifest.precision}, sha256 {a.manifest.sha256}."
                  for a, f in zip(artifacts, files, strict=True)]  # fmt: skip
-    facts: dict[str, Any] = {"max_batch_size": max_batch, "files": files, "tensorrt_version": None,
-                             "container_hint": None, "notes": []}  # fmt: skip
+    comments += serving.comments
+    facts: dict[str, Any] = {"max_batch_size": max_batch, "files": files, "serving": serving,
+                             "notes": list(serving.notes), "tensorrt_version": None,
+                             "container_hint": None}  # fmt: skip
     if first.kind == "plan":
         trt = str(m.engine.get("tensorrt_version") or "unknown")
         compatible = bool((m.engine.get("build_options") or {}).get("version_compatible"))
@@ -328,6 +346,8 @@ def _stage_model(stage: Path, name: str, artifacts, text: str, facts: dict[str, 
     for artifact, filename in zip(artifacts, facts["files"], strict=True):
         shutil.copyfile(artifact.path, stage / str(options.version) / filename)
         shutil.copyfile(sidecar_path(artifact.path), stage / str(options.version) / f"{filename}.json")
+    serving: Serving = facts["serving"]
+    extra = stage_python_model(stage / str(options.version)) if serving.backend == "python" else []
     (stage / LABELS_FILE).write_text("".join(f"{c}\n" for c in artifacts[0].manifest.classes))
     (stage / "config.pbtxt").write_text(text)
     try:
@@ -337,7 +357,8 @@ def _stage_model(stage: Path, name: str, artifacts, text: str, facts: dict[str, 
     except MissingBackendError as exc:
         validation = f"validation skipped: {exc}"
     files = ["config.pbtxt", LABELS_FILE] + [f"{options.version}/{f}{s}" for f in facts["files"] for s in ("", ".json")]
-    return WrittenModel(name=name, path=stage.parent / name, platform=PLATFORMS[artifacts[0].kind],
+    files += [f"{options.version}/{f}" for f in extra]
+    return WrittenModel(name=name, path=stage.parent / name, platform=serving.label,
                         precision=artifacts[0].manifest.precision, max_batch_size=facts["max_batch_size"],
                         files=files, validation=validation, tensorrt_version=facts["tensorrt_version"],
                         container_hint=facts["container_hint"], notes=facts["notes"])  # fmt: skip

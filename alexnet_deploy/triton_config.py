@@ -13,6 +13,16 @@ from typing import Any
 from alexnet_deploy.core.errors import ArtifactError, MissingBackendError
 
 PLATFORM_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}  # Triton's default file names
+BACKEND_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan", "openvino": "model.xml", "python": "model.py"}
+# The values Triton's OpenVINO backend accepts for its parameters (src/openvino.cc, ParseParameterHelper); any other
+# value fails the model's load.
+OPENVINO_PARAMETERS = {
+    "PERFORMANCE_HINT": lambda v: v.lower() in ("latency", "throughput", "cumulative_throughput"),
+    "NUM_STREAMS": lambda v: v.lower() in ("auto", "numa") or v.isdigit(),
+    "INFERENCE_NUM_THREADS": str.isdigit,
+    "COMPILATION_NUM_THREADS": str.isdigit,
+    "HINT_BF16": lambda v: v.lower() == "yes",
+}
 KNOWN_PLATFORMS = {"onnxruntime_onnx", "tensorrt_plan", "pytorch_libtorch", "tensorflow_savedmodel",
                    "tensorflow_graphdef", "ensemble"}  # fmt: skip
 
@@ -91,6 +101,12 @@ def validate_config(text: str, model_dir: str | Path | None = None, folder_name:
             problems.append(f"preferred batch sizes {bad} are not within 1..{config.max_batch_size}")
     if config.platform == "tensorrt_plan" and any(g.kind == g.KIND_CPU for g in config.instance_group):
         problems.append("TensorRT plans cannot run on KIND_CPU instances")
+    if config.backend == "openvino":
+        if any(g.kind not in (g.KIND_CPU, g.KIND_AUTO) for g in config.instance_group):
+            problems.append("Triton's OpenVINO backend runs only KIND_CPU (or KIND_AUTO) instances")
+        for key, ok in OPENVINO_PARAMETERS.items():
+            if key in config.parameters and not ok(config.parameters[key].string_value):
+                problems.append(f"OpenVINO parameter {key} cannot be {config.parameters[key].string_value!r}")
     if model_dir is not None:
         problems += _missing_files(config, model_dir)
     if problems:
@@ -105,5 +121,6 @@ def _missing_files(config, model_dir: Path) -> list[str]:
     if not (versions := [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]):
         problems.append("it has no numbered version folder")
     default = config.default_model_filename or PLATFORM_FILES.get(config.platform, "")
+    default = default or BACKEND_FILES.get(config.backend, "")
     wanted = list(config.cc_model_filenames.values()) or ([default] if default else [])
     return problems + [f"{v.name}/{f} is missing" for v in versions for f in wanted if not (v / f).is_file()]

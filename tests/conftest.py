@@ -1,4 +1,5 @@
-"""Shared fixtures: the real photos in ../shared/data, and skips for GPU / TensorRT tests with their reason."""
+"""Shared fixtures: the real photos in ../shared/data, a real Triton server's environment, and skips for GPU /
+TensorRT tests with their reason."""
 
 from __future__ import annotations
 
@@ -65,3 +66,19 @@ def cifar10_archive() -> Path:
             pytest.fail(f"{message}; under CI its absence is a failure, not a skip")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def triton_env():
+    """A real Triton server's own environment (nvidia-pytriton's tritonserver, numpy < 2, the runtimes), built once
+    under ~/.cache/alexnet-deploy and reused (alexnet_deploy.triton_local). Where it cannot be built the tests that
+    need it skip with the reason; under CI they fail."""
+    pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
+    from alexnet_deploy.triton_local import ServerUnavailable, ensure_server_env
+
+    try:
+        return ensure_server_env(timeout_s=900)
+    except ServerUnavailable as exc:
+        if IN_CI:
+            pytest.fail(f"{exc} Under CI a real Triton server is required, so this is a failure, not a skip.")
+        pytest.skip(str(exc))

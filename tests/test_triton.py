@@ -4,25 +4,19 @@ ONNX artifacts are real small exports (width-0.25 paper AlexNet, 20 classes, 64 
 no TensorRT here, so plans are fake bytes with a hand-written sidecar of kind "plan" (TensorRT version, GPU compute
 capability, batch profile): the config writer reads only the sidecar, never the plan itself.
 
-The server test needs a ``tritonserver`` binary (``ALEXNET_DEPLOY_TRITONSERVER``, else ``tritonserver`` on PATH)
-and skips without one. Where it has only Triton's Python backend (the binary that comes with nvidia-pytriton), it
-serves the written model folder (same config, labels, batching) with ``backend: "python"`` running our
-ONNX Runtime runner on the written ``model.onnx``; ``ALEXNET_DEPLOY_TRITON_PYTHON`` names the Python environment
-(numpy < 2, onnxruntime) for the backend's stub.
+The served tests run a real ``tritonserver`` (2.51, from nvidia-pytriton, Python backend only) in its own
+environment, built once and cached by the ``triton_env`` fixture (tests/conftest.py): it serves the repository the
+``triton`` command writes with ``--python-backend`` (FP32 and FP16 through ONNX Runtime, INT8 through OpenVINO).
+Where that environment cannot be built they skip with the reason; under CI they fail.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -340,157 +334,86 @@ def test_example_client_builds_the_request_without_a_server(exports, tiny20):
 
 
 # -- a real Triton server -------------------------------------------------------------------------------------
-PYTHON_MODEL = '''"""Our ONNX Runtime runner behind Triton's Python backend, standing in for the onnxruntime backend."""
-import sys
-sys.path.insert(0, {root!r})
-import numpy as np
-import triton_python_backend_utils as pb_utils
-from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
+def _cli_int8_openvino_engine(fp32: Path, tiny20: Path, out: Path) -> Path:
+    """An INT8 OpenVINO engine built by the CLI (random weights: the gate is opened wide, it is not the subject)."""
+    args = ["build", str(fp32), "--int8", "--backend", "openvino", "--calib-data", str(tiny20), "--eval-data",
+            str(tiny20), "--calib-method", "minmax", "--num-calib-images", "32", "--holdout-images", "16",
+            "--eval-limit", "40", "--max-fallback-layers", "0", "--max-top1-drop", "100", "--max-top5-drop", "100",
+            "--probe-batch", "", "-o", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert load_manifest(out).engine["backend"] == "openvino"
+    return out
 
 
-class TritonPythonModel:
-    def initialize(self, args):
-        self.runner = OnnxRuntimeRunner(f"{{args['model_repository']}}/{{args['model_version']}}/model.onnx", threads=1)
-        self.runner.activate()
+@pytest.fixture(scope="module")
+def served(exports, tiny20, triton_env, tmp_path_factory):
+    """A real tritonserver serving a repository written by ``alexnet-deploy triton --python-backend``: FP32 and
+    FP16 exports (ONNX Runtime) and an INT8 OpenVINO engine, with a 0.3 s queue delay so the batcher has time."""
+    from alexnet_deploy.triton_local import LocalTritonServer
 
-    def execute(self, requests):
-        # The dynamic batcher hands over several requests at once: one inference for all, as a backend does.
-        images = [pb_utils.get_input_tensor_by_name(r, "images").as_numpy() for r in requests]
-        logits = self.runner.infer(np.concatenate(images))
-        ends = np.cumsum([len(i) for i in images])
-        return [pb_utils.InferenceResponse([pb_utils.Tensor("logits", part)]) for part in np.split(logits, ends[:-1])]
-
-    def finalize(self):
-        self.runner.deactivate()
-'''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    folder = tmp_path_factory.mktemp("served")
+    int8 = _cli_int8_openvino_engine(exports[0], tiny20, folder / "model.int8.ov.onnx")
+    artifacts = {"alexnet_fp32": exports[0], "alexnet_fp16": exports[1], "alexnet_int8": int8}
+    options = ["--python-backend", "--max-batch-size", "8", "--preferred-batch", "4,8", "--max-queue-delay-us",
+               "300000", "--threads", "1"]  # fmt: skip
+    result = runner.invoke(app, ["triton", *map(str, artifacts.values()), "--repo", str(folder / "repo"), *options])
+    assert result.exit_code == 0, result.output
+    with LocalTritonServer(triton_env, folder / "repo") as server:
+        yield server, artifacts, folder / "repo"
 
 
-class TritonServer:
-    """A tritonserver process bound to 127.0.0.1 (HTTP only), started for one repository and stopped after."""
-
-    def __init__(self, binary: Path, python_env: Path | None, tmp: Path) -> None:
-        self.root = binary.resolve().parent.parent
-        self.python_env, self.tmp, self.proc, self.libs = python_env, tmp, None, []
-        self.backends = (
-            {p.name for p in (self.root / "backends").iterdir()} if (self.root / "backends").is_dir() else set()
-        )
-
-    def _install(self) -> Path:
-        """nvidia-pytriton's server keeps its Python backend stubs apart (one per Python) and its libraries in
-        ``site-packages/nvidia_pytriton.libs``: use a copy with the stub in place, as PyTriton itself does."""
-        stubs = self.root / "python_backend_stubs"
-        if (self.root / "backends" / "python" / "triton_python_backend_stub").is_file() or not stubs.is_dir():
-            return self.root
-        python = self.python_env / "bin" / "python" if self.python_env else Path(sys.executable)
-        version = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        copy = self.tmp / "tritonserver"
-        shutil.copytree(self.root, copy, ignore=shutil.ignore_patterns("python_backend_stubs"), symlinks=True)
-        shutil.copy2(stubs / version / "triton_python_backend_stub", copy / "backends" / "python")
-        self.libs = [str(self.root.parent.parent / "nvidia_pytriton.libs")]
-        return copy
-
-    def start(self, repo: Path, timeout_s: float = 90) -> str:
-        """Serve ``repo``; return the HTTP endpoint once the server is ready (fail with its log otherwise)."""
-        import tritonclient.http as httpclient
-
-        tree, port, env = self._install(), _free_port(), dict(os.environ)
-        env["LD_LIBRARY_PATH"] = os.pathsep.join([*self.libs, env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
-        if self.python_env:  # the Python backend's stub runs the first python3 on PATH
-            env["PATH"] = f"{self.python_env / 'bin'}{os.pathsep}{env['PATH']}"
-        self.log = self.tmp / "tritonserver.log"
-        with open(self.log, "w") as log:
-            args = [f"--model-repository={repo}", f"--backend-directory={tree / 'backends'}",
-                    f"--cache-directory={tree / 'caches'}", "--http-address=127.0.0.1", f"--http-port={port}",
-                    "--allow-grpc=false", "--allow-metrics=false", "--exit-timeout-secs=5"]  # fmt: skip
-            self.proc = subprocess.Popen(
-                [tree / "bin" / "tritonserver", *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        url, deadline = f"127.0.0.1:{port}", time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            with contextlib.suppress(Exception):  # not listening yet
-                if httpclient.InferenceServerClient(url).is_server_ready():
-                    return url
-            time.sleep(0.5)
-        pytest.fail(f"tritonserver was not ready (exit code {self.proc.poll()}):\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        """Stop the server and its backend stubs (its own process group)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-@pytest.fixture
-def triton_server(tmp_path):
-    """A Triton server found through ALEXNET_DEPLOY_TRITONSERVER or PATH; the test is skipped without one."""
-    found = os.environ.get("ALEXNET_DEPLOY_TRITONSERVER") or shutil.which("tritonserver")
-    if not found or not Path(found).is_file():
-        pytest.skip("no Triton server here (set ALEXNET_DEPLOY_TRITONSERVER to a tritonserver binary)")
-    pytest.importorskip("tritonclient.http", reason="tritonclient[http] is not installed")
-    python_env = os.environ.get("ALEXNET_DEPLOY_TRITON_PYTHON")
-    server = TritonServer(Path(found), Path(python_env) if python_env else None, tmp_path)
-    yield server
-    server.stop()
+def test_the_server_environment_has_no_torch_and_no_alexnet_deploy(triton_env, tmp_path):
+    for module in ("torch", "alexnet_deploy"):  # the served model runs on its own copy of the runner code
+        done = subprocess.run([triton_env.python, "-c", f"import {module}"], capture_output=True, timeout=60,
+                              cwd=tmp_path)  # fmt: skip
+        assert done.returncode != 0, module
+    numpy = subprocess.run([triton_env.python, "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
+                           text=True, timeout=60).stdout  # fmt: skip
+    assert numpy.startswith("1.")
 
 
 @pytest.mark.slow
-def test_a_real_triton_server_answers_like_the_artifact(exports, tiny20, tmp_path, triton_server, capsys):
+def test_a_real_triton_server_answers_like_the_artifact(served, tiny20, capsys):
+    import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
-    from google.protobuf import text_format
 
-    from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
+    from alexnet_deploy.backends import runner_for
 
-    options = TritonOptions(kind="cpu", max_batch_size=8, preferred_batch=(4, 8), max_queue_delay_us=300_000)
-    (model,) = write_repository([exports[0]], tmp_path / "repo", options)
-    if "onnxruntime" not in triton_server.backends:  # e.g. nvidia-pytriton's server, which has only Python
-        config = parse(model.path / "config.pbtxt")
-        config.ClearField("platform")  # the same model folder, config, labels and batching, run by the Python backend
-        config.backend = "python"
-        (model.path / "config.pbtxt").write_text(text_format.MessageToString(config))
-        (model.path / "1" / "model.py").write_text(PYTHON_MODEL.format(root=str(REPO_ROOT)))
-    url = triton_server.start(tmp_path / "repo")
-
+    server, artifacts, repo = served
     client = _example()
-    sidecar = json.loads((model.path / "1" / "model.onnx.json").read_text())
     images = _val_images(tiny20, 8)
-    batch = client.load_batch(sidecar, images)
-    with OnnxRuntimeRunner(exports[0]) as ort:
-        expected = ort.infer(batch)
-    logits = [httpclient.InferRequestedOutput("logits")]
-    with httpclient.InferenceServerClient(url, concurrency=8, network_timeout=60) as http:
-        inputs, top5_output = client.build_request(sidecar, batch, 5)
-        whole = http.infer("alexnet", inputs, outputs=logits)  # one request of 8 images
-        top5 = client.parse_classes(http.infer("alexnet", inputs, outputs=top5_output).as_numpy("logits"))
-        pending = [http.async_infer("alexnet", client.build_request(sidecar, batch[i : i + 1], 5)[0], outputs=logits)
-                   for i in range(8)]  # fmt: skip
+    logits, top_names = [httpclient.InferRequestedOutput("logits")], {}
+    with httpclient.InferenceServerClient(server.http_url, concurrency=8, network_timeout=60) as http:
+        for name, artifact in artifacts.items():
+            sidecar = json.loads((repo / name / "1" / "model.onnx.json").read_text())
+            batch = client.load_batch(sidecar, images)
+            with runner_for(artifact) as own:  # the runner alexnet-deploy itself picks (OpenVINO for the INT8 one)
+                expected = own.infer(batch)
+            inputs, top5_output = client.build_request(sidecar, batch, 5)
+            whole = http.infer(name, inputs, outputs=logits).as_numpy("logits")  # one request of 8 images
+            np.testing.assert_allclose(whole, expected, rtol=1e-5, atol=1e-5, err_msg=name)
+            top5 = client.parse_classes(http.infer(name, inputs, outputs=top5_output).as_numpy("logits"))
+            top_names[name] = [[label for _, _, label in row] for row in top5]  # labels.txt, via label_filename
+            assert top_names[name] == [[sidecar["classes"][k] for k in np.argsort(-row)[:5]] for row in expected]
+        # 8 single-image requests at once with a 0.3 s queue delay: the dynamic batcher joins them into fewer runs
+        sidecar = json.loads((repo / "alexnet_fp32" / "1" / "model.onnx.json").read_text())
+        batch = client.load_batch(sidecar, images)
+        before = http.get_inference_statistics("alexnet_fp32")["model_stats"][0]
+        pending = [http.async_infer("alexnet_fp32", client.build_request(sidecar, batch[i : i + 1], 5)[0],
+                                    outputs=logits) for i in range(8)]  # fmt: skip
         singles = np.concatenate([p.get_result().as_numpy("logits") for p in pending])
-        stats = http.get_inference_statistics("alexnet")["model_stats"][0]
-    assert np.abs(whole.as_numpy("logits") - expected).max() < 1e-4
-    assert np.abs(singles - expected).max() < 1e-4
-    names = [[label for _, _, label in row] for row in top5]  # from labels.txt, through label_filename
-    assert names == [[sidecar["classes"][k] for k in np.argsort(-row)[:5]] for row in expected]
-    # 8 single-image requests at once with a 0.3 s queue delay: the dynamic batcher joined them into fewer runs
-    assert stats["inference_count"] == 8 + 8 + 8 and stats["execution_count"] < 2 + 8
+        after = http.get_inference_statistics("alexnet_fp32")["model_stats"][0]
+    with runner_for(artifacts["alexnet_fp32"]) as own:
+        np.testing.assert_allclose(singles, own.infer(batch), rtol=1e-5, atol=1e-5)
+    assert after["inference_count"] - before["inference_count"] == 8
+    assert after["execution_count"] - before["execution_count"] < 8  # some requests were run together
+    with grpcclient.InferenceServerClient(server.grpc_url) as grpc:  # the same answer over gRPC
+        inp = grpcclient.InferInput("images", list(batch.shape), "FP32")
+        inp.set_data_from_numpy(batch)
+        np.testing.assert_allclose(grpc.infer("alexnet_fp32", [inp]).as_numpy("logits"), singles, rtol=1e-5, atol=1e-5)
 
-    client.main([*map(str, images[:2]), "--sidecar", str(model.path / "1" / "model.onnx.json"), "--url", url])
+    client.main([*map(str, images[:2]), "--sidecar", str(repo / "alexnet_fp32" / "1" / "model.onnx.json"), "--url",
+                 server.http_url, "--model", "alexnet_fp32"])  # fmt: skip
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 2 and printed[0].startswith(f"{images[0]}: {names[0][0]} (")
+    assert len(printed) == 2 and printed[0].startswith(f"{images[0]}: {top_names['alexnet_fp32'][0][0]} (")

@@ -23,15 +23,13 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from alexnet_deploy.backends.base import BackendStatus, Runner
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.manifest import Manifest, artifact_file, load_manifest
+from alexnet_deploy.core.preprocessing import Preprocessing
 from alexnet_deploy.core.vocab import BackendName
-
-if TYPE_CHECKING:  # core.data imports torch: the CLI reads this registry at start-up without it
-    from alexnet_deploy.core.data import Preprocessing
 
 __all__ = [
     "Artifact",
@@ -261,8 +259,6 @@ def _describe_onnx(path: Path, manifest: Manifest | None) -> Artifact:
     from alexnet_deploy.backends.onnxruntime import onnx_graph_facts
 
     facts = onnx_graph_facts(path)  # ArtifactError: not ONNX, or not one image input and one logits output
-    from alexnet_deploy.core.data import Preprocessing
-
     pre = Preprocessing.from_dict(manifest.preprocessing) if manifest and manifest.preprocessing else None
     height, width = facts.input_shape[1:]
     if pre is not None and any(d > 0 and d != pre.crop for d in (height, width)):
@@ -300,8 +296,6 @@ def _describe_compiled(path: Path, kind: str, manifest: Manifest | None) -> Arti
     if not manifest.engine:
         what = "an OpenVINO blob" if kind == "ovblob" else "a TensorRT plan"
         raise ArtifactError(f"{path.name}'s sidecar does not describe {what} (it has no engine facts).")
-    from alexnet_deploy.core.data import Preprocessing
-
     pre = Preprocessing.from_dict(manifest.preprocessing) if manifest.preprocessing else None
     shape = manifest.input.get("shape") or [-1, 3, pre.crop if pre else 224, pre.crop if pre else 224]
     return Artifact(

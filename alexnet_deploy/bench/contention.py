@@ -6,7 +6,8 @@ The measure (Linux; elsewhere it is ``None``, "not measured"):
   softirq + steal jiffies, over ``SC_CLK_TCK``), read at the start and at the end;
 * minus this process's own CPU time over the same window (``os.times()`` user + system: every thread of ours,
   ONNX Runtime's and OpenMP's spinning workers included; children are *not* subtracted, so a helper process
-  we started counts as another process);
+  we started counts as another process), and minus the CPU time of the processes that serve what is measured
+  (``also_ours``: a Triton server on this machine and its backend stubs, when a served model is benchmarked);
 * = the others' CPU seconds. Divided by the wall time it is the average number of cores they kept busy
   (``others_cpu_cores``), and divided again by the machine's cores, their share of the machine
   (``others_cpu_fraction``).
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,9 +143,13 @@ class CpuMonitor:
         self.threshold_cores = threshold_cores
         self._start: CpuSample | None = None
         self.result: Contention | None = None
+        #: CPU seconds of other processes that are part of the measurement (a local server), or None
+        self.also_ours: Callable[[], float] | None = None
+        self._also_start = 0.0
 
     def start(self) -> None:
         """Take the first reading."""
+        self._also_start = self.also_ours() if self.also_ours else 0.0
         self._start = read_sample()
 
     def stop(self) -> Contention | None:
@@ -154,6 +160,8 @@ class CpuMonitor:
             self.result = None
             return None
         others = (end.busy_s - start.busy_s) - (end.own_s - start.own_s)
+        if self.also_ours:
+            others -= self.also_ours() - self._also_start
         self.result = Contention(others, end.wall_s - start.wall_s, end.cores, self.threshold_cores)
         return self.result
 

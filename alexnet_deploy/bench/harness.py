@@ -14,6 +14,9 @@ The harness measures what trtexec measures and states what it measured:
   device-resident tensors (torch), or the runner's own ``last_device_seconds`` (TensorRT).
 * **Throughput** = images completed / wall time of the timed chunks; with ``concurrency`` N, N threads each keep
   one request in flight (Triton perf_analyzer's concurrency mode) and the latency is what each request waited.
+  Several levels (``concurrency=(1, 2, 4)``) are a sweep: every level of every batch size, interleaved.
+* **Served models** (:mod:`alexnet_deploy.bench.served`): the server's statistics are read around every timed
+  chunk, so each measurement also says what the server spent per request (queue, compute, batch formed).
 * **Contention**: the other processes' CPU use during every timed chunk (:mod:`alexnet_deploy.bench.contention`),
   per measurement and for the run; figures taken while others kept more than a tenth of a core busy are marked
   unreliable, in the JSON, the table and the report.
@@ -45,6 +48,7 @@ from alexnet_deploy.bench.results import (
     compute_fraction,
     describe_target,
 )
+from alexnet_deploy.bench.served import ServerStats
 from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.manifest import library_versions
 
@@ -105,8 +109,8 @@ def _concurrent_chunk(
 
     def stream() -> None:
         try:
+            t0 = clock()
             while not state["stop"]:
-                t0 = clock()
                 if lock is not None:
                     with lock:
                         target.runner.infer(images)
@@ -122,6 +126,11 @@ def _concurrent_chunk(
                         iterations is None and t1 - start >= duration_s
                     ):
                         state["stop"] = True
+                # A closed loop issues the next request the moment the last one completes: timing from here, not
+                # from a fresh clock read, keeps in the latency any wait between two requests of one stream (for
+                # the GIL, the lock, the scheduler). A stream that never completes inside the window is still not
+                # counted (OpenVINO's one LATENCY request, taken straight back by the thread that returned it).
+                t0 = t1
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
             state["stop"] = True
@@ -145,13 +154,15 @@ def measure_target(
     clock: Clock = time.perf_counter,
     warm: bool = True,
     rounds: int = 1,
-    monitor: CpuMonitor | None = None,
+    monitor: CpuMonitor | _Window | None = None,
+    concurrency: int | None = None,
 ) -> tuple[list[float], list[float], float]:
     """Warm ``target`` up (``warm``: ``warmup_s`` and >= 3 calls; else ``switch_warmup_s``) and time one chunk
     (1/``rounds`` of the budget).
 
     Args:
         monitor: if given, it watches the other processes' CPU use over the timed chunk alone (``monitor.result``).
+        concurrency: request streams (default: the config's first level).
 
     Returns:
         (latencies, compute latencies, wall seconds) in seconds.
@@ -172,13 +183,49 @@ def measure_target(
             images,
             duration_s=config.duration_s / rounds,
             iterations=iterations,
-            concurrency=config.concurrency,
+            concurrency=config.concurrency[0] if concurrency is None else concurrency,
             clock=clock,
             with_compute=True,
         )
     finally:
         if monitor is not None:
             monitor.stop()
+
+
+class _Window:
+    """What is watched over one target's timed chunk: the others' CPU use (the target's own server processes
+    counted as ours) and, for a served target, the server's statistics before and after."""
+
+    def __init__(self, monitor: CpuMonitor, target: BenchTarget) -> None:
+        self.monitor, self.target = monitor, target
+        self._before: dict[str, int] | None = None
+        self.server: ServerStats | None = None
+
+    def start(self) -> None:
+        self.monitor.also_ours = self.target.process_cpu
+        if self.target.server_counters is not None:
+            self._before = self.target.server_counters()
+        self.monitor.start()
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        if self._before is not None:
+            self.server = ServerStats.between(self._before, self.target.server_counters())
+
+
+def _sum_server(parts: list[ServerStats]) -> ServerStats | None:
+    """The server's statistics over several chunks (per-request figures weighted by requests)."""
+    if not parts:
+        return None
+    n = sum(p.requests for p in parts) or 1
+
+    def mean(key: str) -> float:
+        return sum(getattr(p, key) * p.requests for p in parts) / n
+
+    return ServerStats(requests=sum(p.requests for p in parts), executions=sum(p.executions for p in parts),
+                       inferences=sum(p.inferences for p in parts), queue_ms=mean("queue_ms"),
+                       compute_ms=mean("compute_ms"), compute_infer_ms=mean("compute_infer_ms"),
+                       request_ms=mean("request_ms"))  # fmt: skip
 
 
 def _check_batch(target: BenchTarget, batch: int) -> None:
@@ -229,21 +276,25 @@ def run_benchmark(
         for t in targets:
             t.runner.activate()
             active.append(t)
-        for batch in config.batch_sizes:
+        for batch, level in ((b, c) for b in config.batch_sizes for c in config.concurrency):
             per: dict[str, tuple[list[float], list[float], float]] = {t.label: ([], [], 0.0) for t in targets}
             others: dict[str, list[Contention | None]] = {t.label: [] for t in targets}
+            served: dict[str, list[ServerStats]] = {t.label: [] for t in targets}
             inputs = {t.image_shape: rng.standard_normal((batch, *t.image_shape), dtype=np.float32) for t in targets}
+            sweep = f", concurrency {level}" if len(config.concurrency) > 1 else ""
             for r in range(config.rounds):
                 # rotating the order spreads any position effect (who runs after whom) over every target
                 shift = r % len(targets)
                 for t in [*targets[shift:], *targets[:shift]]:
                     if progress:
-                        progress(f"{t.label}, batch {batch}, round {r + 1}/{config.rounds}")
+                        progress(f"{t.label}, batch {batch}{sweep}, round {r + 1}/{config.rounds}")
+                    window = _Window(monitor, t)
                     lat, comp, wall = measure_target(
                         t, inputs[t.image_shape], config, clock=clock, warm=(r == 0), rounds=config.rounds,
-                        monitor=monitor,
+                        monitor=window, concurrency=level,
                     )  # fmt: skip
                     others[t.label].append(monitor.result)
+                    served[t.label] += [window.server] if window.server else []
                     acc = per[t.label]
                     per[t.label] = (acc[0] + lat, acc[1] + comp, acc[2] + wall)
             for t in targets:
@@ -253,12 +304,13 @@ def run_benchmark(
                     Measurement(
                         label=t.label,
                         batch=batch,
-                        concurrency=config.concurrency,
+                        concurrency=level,
                         latency=LatencyStats.from_samples(lat),
                         images=n_req * batch,
                         wall_s=wall,
                         compute_latency=LatencyStats.from_samples(comp) if comp else None,
                         contention=combine(others[t.label]),
+                        server=_sum_server(served[t.label]),
                     )
                 )
     finally:

@@ -1,4 +1,5 @@
-"""The benchmark's picture: median latency and throughput per batch size, with the ratios."""
+"""The benchmark's picture: median latency and throughput per batch size, with the ratios; for a concurrency
+sweep, throughput against p99 latency (one line per target and batch size through its concurrency levels)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def save_plot(report: BenchReport, path: str | Path) -> Path:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
+    if len(report.config.concurrency) > 1:
+        fig = _sweep_figure(plt, report)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+        plt.close(fig)
+        return path
     labels = [t["label"] for t in report.targets]
     batches = list(report.config.batch_sizes)
     fig, (ax_lat, ax_thr) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -57,3 +64,24 @@ def save_plot(report: BenchReport, path: str | Path) -> Path:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+def _sweep_figure(plt, report: BenchReport):
+    """Throughput against p99 latency, each point a concurrency level (the curve a capacity plan reads)."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label in [t["label"] for t in report.targets]:
+        for batch in report.config.batch_sizes:
+            points = [report.get(label, batch, c) for c in report.config.concurrency]
+            x = [m.latency.p99 * 1e3 for m in points]
+            y = [m.throughput for m in points]
+            ax.plot(x, y, marker="o", label=f"{label}, batch {batch}")
+            for m, xi, yi in zip(points, x, y, strict=True):
+                mark = "" if m.reliable is not False else " !"
+                ax.annotate(f"c{m.concurrency}{mark}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("p99 latency (ms)")
+    ax.set_ylabel("throughput (images/s)")
+    ax.set_title("Throughput against p99 latency; cN = N requests in flight (! measured under contention)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

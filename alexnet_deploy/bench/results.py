@@ -13,6 +13,7 @@ import numpy as np
 
 from alexnet_deploy.backends.base import Runner
 from alexnet_deploy.bench.contention import Contention
+from alexnet_deploy.bench.served import ServerStats
 from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.files import write_json_atomic
 
@@ -68,7 +69,8 @@ class BenchConfig:
         warmup_s: warm-up seconds per target and batch size (plus one untimed first call and >= 3 calls).
         duration_s: timed seconds per target and batch size (split over ``rounds``); ignored with ``iterations``.
         iterations: timed calls per target and batch size, instead of a duration.
-        concurrency: request streams kept in flight at once (threads).
+        concurrency: request streams kept in flight at once (threads); several levels (a sweep) are each
+            measured for every target and batch size. Stored as a sorted tuple.
         rounds: interleaving chunks per target and batch size (the order of targets rotates every round).
         switch_warmup_s: untimed seconds at the start of every later chunk, so that the previous target's
             spinning threads (OpenMP's, ONNX Runtime's) have gone to sleep before the clock starts.
@@ -79,7 +81,7 @@ class BenchConfig:
     warmup_s: float = 1.0
     duration_s: float = 5.0
     iterations: int | None = None
-    concurrency: int = 1
+    concurrency: int | tuple[int, ...] = 1
     rounds: int = 3
     switch_warmup_s: float = 0.25
     seed: int = 0
@@ -91,8 +93,10 @@ class BenchConfig:
             raise ConfigError("--warmup-s must be >= 0 and --duration-s > 0.")
         if self.iterations is not None and self.iterations < 1:
             raise ConfigError(f"--iterations must be at least 1, got {self.iterations}.")
-        if self.concurrency < 1 or self.rounds < 1:
+        levels = (self.concurrency,) if isinstance(self.concurrency, int) else tuple(self.concurrency)
+        if not levels or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in levels) or self.rounds < 1:
             raise ConfigError("--concurrency and the number of rounds must be at least 1.")
+        object.__setattr__(self, "concurrency", tuple(sorted(set(levels))))
 
 
 @dataclass
@@ -110,6 +114,9 @@ class BenchTarget:
         thread_safe: whether ``infer`` may be called from several threads at once; if not, concurrent streams
             queue on a lock (as requests would on a server with one instance).
         notes: anything a reader must know (e.g. ``"random weights"``).
+        server_counters: a served model's cumulative server statistics (read around every timed chunk).
+        process_cpu: CPU seconds of the other processes that serve this target (a server on this machine), which
+            belong to the measurement rather than to contention.
     """
 
     label: str
@@ -121,11 +128,13 @@ class BenchTarget:
     compute_timer: Callable[[np.ndarray], float] | None = None
     thread_safe: bool = True
     notes: str = ""
+    server_counters: Callable[[], dict[str, int]] | None = None
+    process_cpu: Callable[[], float] | None = None
 
 
 @dataclass
 class Measurement:
-    """One target at one batch size."""
+    """One target at one batch size and concurrency."""
 
     label: str
     batch: int
@@ -138,6 +147,7 @@ class Measurement:
     speedup_throughput: float | None = None  # this throughput / baseline throughput
     fraction_of_ceiling: float | None = None
     contention: Contention | None = None  # the other processes' CPU use while this was timed
+    server: ServerStats | None = None  # a served target: what the server itself spent per request
 
     @property
     def reliable(self) -> bool | None:
@@ -165,16 +175,17 @@ class BenchReport:
     command: str = ""
     contention: Contention | None = None  # over every timed chunk of the run
 
-    def get(self, label: str, batch: int) -> Measurement:
-        """The measurement of ``label`` at ``batch``.
+    def get(self, label: str, batch: int, concurrency: int | None = None) -> Measurement:
+        """The measurement of ``label`` at ``batch`` (and ``concurrency``; default: the lowest measured).
 
         Raises:
             ConfigError: no such measurement.
         """
+        level = self.config.concurrency[0] if concurrency is None else concurrency
         for m in self.measurements:
-            if m.label == label and m.batch == batch:
+            if m.label == label and m.batch == batch and m.concurrency == level:
                 return m
-        raise ConfigError(f"No measurement of '{label}' at batch {batch}.")
+        raise ConfigError(f"No measurement of '{label}' at batch {batch} and concurrency {level}.")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (schema ``alexnet-deploy.bench/1``; latencies in milliseconds)."""
@@ -194,6 +205,7 @@ class BenchReport:
                     "speedup_throughput": m.speedup_throughput,
                     "fraction_of_ceiling": m.fraction_of_ceiling,
                     "contention": m.contention.to_dict() if m.contention else None,
+                    "server": m.server.to_dict() if m.server else None,
                 }
             )
         return {
@@ -239,6 +251,7 @@ class BenchReport:
                 speedup_throughput=r.get("speedup_throughput"),
                 fraction_of_ceiling=r.get("fraction_of_ceiling"),
                 contention=Contention.from_dict(r.get("contention")),
+                server=ServerStats.from_dict(r.get("server")),
             )
             for r in d["results"]
         ]
@@ -282,14 +295,15 @@ class BenchReport:
 
 
 def apply_ratios(measurements: Sequence[Measurement], baseline: str) -> None:
-    """Fill in each measurement's speedups against the baseline's measurement at the same batch size.
+    """Fill in each measurement's speedups against the baseline's measurement at the same batch size and
+    concurrency.
 
     ``speedup_latency`` = baseline median / this median; ``speedup_throughput`` = this img/s / baseline img/s.
     Both are > 1 when this target is faster.
     """
-    base = {m.batch: m for m in measurements if m.label == baseline}
+    base = {(m.batch, m.concurrency): m for m in measurements if m.label == baseline}
     for m in measurements:
-        b = base.get(m.batch)
+        b = base.get((m.batch, m.concurrency))
         if b is None:
             continue
         m.speedup_latency = round(b.latency.median / m.latency.median, 4)
@@ -324,4 +338,5 @@ def describe_target(t: BenchTarget) -> dict[str, Any]:
         "compute_latency": "CUDA events around the model alone, copies excluded" if timed_on_device else None,
         "thread_safe": t.thread_safe,
         "notes": t.notes,
+        "served": str(getattr(r, "endpoint", "")) or None,
     }

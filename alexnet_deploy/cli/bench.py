@@ -17,8 +17,8 @@ def bench_command(
         list[str],
         typer.Argument(
             help="Artifacts: a .pt checkpoint (torch), an .onnx model (onnxruntime), a .plan (TensorRT) or an .ovblob "
-            "(OpenVINO); "
-            "PATH@fp16 or PATH@compile for torch variants of a checkpoint.",
+            "(OpenVINO); PATH@fp16 or PATH@compile for torch variants of a checkpoint; triton://HOST:PORT/MODEL (or "
+            "grpc://HOST:PORT/MODEL) for a model served by Triton, timed beside the artifacts given with it.",
             show_default=False,
         ),
     ],
@@ -31,11 +31,21 @@ def bench_command(
     threads: Annotated[
         int | None, typer.Option(help="Intra-op threads for every CPU backend (default: torch's thread count).")
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Request streams kept in flight at once (threads).")] = 1,
+    concurrency: Annotated[
+        str, typer.Option(help="Request streams kept in flight at once (threads); a sweep as 1,2,4,8,16.")
+    ] = "1",
+    protocol: Annotated[
+        str | None, typer.Option(help="http or grpc for triton:// models (default: http; grpc:// says grpc).")
+    ] = None,
     compare: Annotated[bool, typer.Option(help="Add the PyTorch eager FP32 baseline and print ratios.")] = False,
     baseline: Annotated[
-        str, typer.Option(help="Label or artifact the ratios divide by, or 'none'.")
-    ] = "torch eager fp32",
+        str | None,
+        typer.Option(
+            help="Label or artifact the ratios divide by, or 'none' (default: torch eager fp32; with a served "
+            "model, the in-process runner of the artifact given beside it).",
+            show_default=False,
+        ),
+    ] = None,
     torch_compile: Annotated[bool, typer.Option(help="Add a torch.compile baseline (CUDA: with CUDA graphs).")] = False,
     device: Annotated[
         str, typer.Option(help="cpu or cuda[:N] (torch and ONNX Runtime runs; plans need cuda).")
@@ -51,10 +61,16 @@ def bench_command(
     (default: PyTorch eager FP32). On a GPU, latency includes the host<->device copies and a second column
     shows the model alone (CUDA events). The other processes' CPU use while timing is measured too: figures
     taken while they kept more than 0.1 core busy are marked unreliable (a '!' and a warning line).
+
+    A served model (triton://HOST:PORT/MODEL) is measured like an artifact, over HTTP or gRPC, with the server's
+    own queue and compute times per request and the batch its dynamic batcher formed; given with the artifact it
+    serves, the ratio against that artifact's in-process runner is the server's overhead. --concurrency 1,2,4,8
+    sweeps the request streams, and the plot then shows throughput against p99 latency.
     """
     import sys
 
     from alexnet_deploy import bench as lib
+    from alexnet_deploy.bench import served
     from alexnet_deploy.core.values import parse_batch_sizes
 
     if duration_s is not None and iterations is not None:
@@ -64,19 +80,32 @@ def bench_command(
         warmup_s=warmup_s,
         duration_s=5.0 if duration_s is None else duration_s,
         iterations=iterations,
-        concurrency=concurrency,
+        concurrency=parse_batch_sizes(concurrency, flag="--concurrency"),
         rounds=rounds,
     )
     if plot is not None and plot.suffix.lower() != ".png":
         raise ConfigError(f"--plot writes a PNG; give a file name ending in .png, not {plot.name}.")
-    specs = [lib.parse_spec(a) for a in artifacts]
-    targets, base = lib.build_targets(
-        specs, device=device, threads=threads, compare=compare, torch_compile=torch_compile, baseline=baseline
-    )
+    endpoints = [served.parse_endpoint(a, protocol) for a in artifacts if served.is_endpoint(a)]
+    specs = [lib.parse_spec(a) for a in artifacts if not served.is_endpoint(a)]
+    default_base = lib.TORCH_BASELINE if not endpoints or compare else "none"
+    targets, base = (
+        lib.build_targets(specs, device=device, threads=threads, compare=compare, torch_compile=torch_compile,
+                          baseline=baseline or default_base) if specs else ([], None)
+    )  # fmt: skip
+    if endpoints:
+        targets, base = served.add_served(targets, base, endpoints, workers=max(config.concurrency),
+                                          baseline=baseline, compare=compare)  # fmt: skip
     used_threads = next((t.runner.threads for t in targets if getattr(t.runner, "threads", None)), threads)
     peak = lib.measure_ceiling(device, used_threads) if ceiling else None
     report = _run_with_progress(targets, config, base, peak)
     report.command = " ".join(["alexnet-deploy", *sys.argv[1:]]) if sys.argv else "alexnet-deploy bench"
+    _show_and_save(report, json_path, plot)
+
+
+def _show_and_save(report, json_path: Path | None, plot: Path | None) -> None:
+    """The table and any contention warning on the console; the JSON and the plot where asked for."""
+    from alexnet_deploy.bench import save_plot
+
     console.print(render_table(report))
     warning = contention_warning(report)
     if warning:
@@ -85,7 +114,7 @@ def bench_command(
         report.save_json(json_path)
         console.print(f"JSON: {json_path}")
     if plot:
-        lib.save_plot(report, plot)
+        save_plot(report, plot)
         console.print(f"plot: {plot}")
 
 
@@ -124,9 +153,14 @@ def render_table(report):
     from rich.table import Table
 
     gpu = any(t["device"].startswith("cuda") for t in report.targets)
-    title = f"Latency (ms) and throughput, concurrency {report.config.concurrency}"
+    levels = report.config.concurrency
+    sweep = len(levels) > 1
+    title = f"Latency (ms) and throughput, concurrency {', '.join(map(str, levels))}"
     table = Table(title=title)
-    cols = ["target", "batch", "min", "mean", "median", "p90", "p99", "img/s"]
+    server = any(m.server is not None for m in report.measurements)
+    cols = ["target", "batch", *(["conc."] if sweep else []), "min", "mean", "median", "p90", "p99", "img/s"]
+    if server:
+        cols += ["srv queue", "srv compute", "srv batch"]
     if gpu:
         cols.append("median w/o copies")
     if report.ceiling:
@@ -138,10 +172,15 @@ def render_table(report):
         cols.append("others' cores")
     for c in cols:
         table.add_column(c, justify="left" if c == "target" else "right", no_wrap=c == "target")
-    for m in sorted(report.measurements, key=lambda m: (m.batch, [t["label"] for t in report.targets].index(m.label))):
+    order = [t["label"] for t in report.targets]
+    for m in sorted(report.measurements, key=lambda m: (m.batch, m.concurrency, order.index(m.label))):
         lat = m.latency
-        row = [m.label, str(m.batch)] + [f"{v * 1e3:.2f}" for v in (lat.min, lat.mean, lat.median, lat.p90, lat.p99)]
+        row = [m.label, str(m.batch), *([str(m.concurrency)] if sweep else [])]
+        row += [f"{v * 1e3:.2f}" for v in (lat.min, lat.mean, lat.median, lat.p90, lat.p99)]
         row.append(f"{m.throughput:.1f}")
+        if server:
+            s = m.server
+            row += [f"{s.queue_ms:.2f}", f"{s.compute_ms:.2f}", f"{s.batch:.1f}"] if s else ["", "", ""]
         if gpu:
             row.append(f"{m.compute_latency.median * 1e3:.3f}" if m.compute_latency else "")
         if report.ceiling:
@@ -162,6 +201,9 @@ def render_table(report):
         notes.append(f"ceiling: {gf} ({report.ceiling['probe']})")
     if gpu:
         notes.append("GPU latency includes host<->device copies; 'w/o copies' is the model alone (CUDA events)")
+    if server:
+        notes.append("srv: the server's own ms per request, queued and computing (its statistics extension), and "
+                     "the images per execution its batcher formed")  # fmt: skip
     if report.baseline:
         notes.append(f"ratios vs {report.baseline} (> 1 is faster)")
     load = report.machine.get("load_average")

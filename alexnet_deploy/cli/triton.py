@@ -30,23 +30,43 @@ def triton_command(
     instances: Annotated[
         int, typer.Option(min=1, help="Model instances (per GPU with --kind gpu).")
     ] = DEFAULTS.instances,
-    kind: Annotated[InstanceKind, typer.Option(help="Run instances on GPUs or CPUs.")] = DEFAULTS.kind,
+    kind: Annotated[
+        InstanceKind | None,
+        typer.Option(
+            help="Run instances on GPUs or CPUs (default: gpu; cpu with --python-backend).", show_default=False
+        ),
+    ] = None,
     version: Annotated[int, typer.Option(min=1, help="The model version folder's number.")] = DEFAULTS.version,
     force: Annotated[
         bool, typer.Option("--force", help="Serve artifacts whose accuracy gate failed; replace existing models.")
     ] = DEFAULTS.force,
+    python_backend: Annotated[
+        bool,
+        typer.Option(
+            "--python-backend",
+            help="Serve through Triton's Python backend running our own runner (model.py plus a copy of the runner "
+            "code; the server's Python needs numpy<2 and onnxruntime or openvino).",
+        ),
+    ] = DEFAULTS.python_backend,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Runtime threads per instance (default: the runtime's own).")
+    ] = DEFAULTS.threads,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Write a Triton model repository (config.pbtxt, labels, model file and sidecar) from verified artifacts.
 
     Several plans of one model for different GPUs share one model (cc_model_filenames); several ONNX files
-    become one model each, NAME_<precision>."""
+    become one model each, NAME_<precision>. With --kind cpu an OpenVINO engine is served by Triton's OpenVINO
+    backend, other ONNX files by its onnxruntime backend; --python-backend serves any ONNX file through Triton's
+    Python backend and our own runner."""
     from alexnet_deploy.core.values import parse_batch_sizes
     from alexnet_deploy.triton import write_repository
 
     preferred = parse_batch_sizes(preferred_batch, flag="--preferred-batch", allow_empty=True)
+    kind = kind or (InstanceKind.cpu if python_backend else InstanceKind.gpu)
     options = TritonOptions(name=name, max_batch_size=max_batch_size, preferred_batch=preferred, instances=instances,
-                            max_queue_delay_us=max_queue_delay_us, kind=kind, version=version, force=force)  # fmt: skip
+                            max_queue_delay_us=max_queue_delay_us, kind=kind, version=version, force=force,
+                            python_backend=python_backend, threads=threads)  # fmt: skip
     models = write_repository(artifacts, repo, options)
     if as_json:
         print_json([m.to_dict() for m in models])

@@ -1,7 +1,8 @@
 """Presets (defined once, reused by training, calibration, verification and prediction) and data loading.
 
 * ``Preprocessing``: resize of the shorter side, centre crop, mean and std. It is stored in every artifact's
-  manifest so that preprocessing never drifts from the weights.
+  manifest so that preprocessing never drifts from the weights. Defined (torch-free) in
+  :mod:`alexnet_deploy.core.preprocessing` and re-exported here, with ``IMAGENET_MEAN`` / ``IMAGENET_STD``.
 * ``eval_transform``: resize, centre crop, normalise (the paper's and torchvision's evaluation).
 * ``train_transform``: the paper's augmentation: the central square of the resized image, a random crop of it,
   a horizontal flip, and PCA colour augmentation with ImageNet's eigenvectors (sigma 0.1).
@@ -16,7 +17,6 @@ import hashlib
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +26,10 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from alexnet_deploy.core.errors import DataError
+from alexnet_deploy.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # Eigen-decomposition of ImageNet's RGB covariance (pixel values in [0, 1]), as used by the paper's
 # "fancy PCA" colour augmentation (values from fb.resnet.torch).
 IMAGENET_PCA_EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -41,30 +40,6 @@ IMAGENET_PCA_EIGVEC = (
 )
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SYNTHETIC_MARK = "synthetic"
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How an image becomes the network's input tensor: resize shorter side, centre crop, normalise."""
-
-    resize: int = 256
-    crop: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocessing:
-        return cls(resize=int(d["resize"]), crop=int(d["crop"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
-
-    @classmethod
-    def for_crop(cls, crop: int) -> Preprocessing:
-        """The paper's 256/224 ratio applied to another crop size (e.g. 112 -> resize 128)."""
-        return cls(resize=int(round(crop * 256 / 224)), crop=crop)
 
 
 class PCALighting(torch.nn.Module):
