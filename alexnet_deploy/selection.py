@@ -172,6 +172,7 @@ def compile_candidate(cand: Candidate, source: Manifest, precision: Precision, e
         kind=cand.spec.runs,
         model=dict(source.model),
         classes=list(source.classes),
+        class_names=list(source.class_names),
         input=dict(source.input),
         output=dict(source.output),
         preprocessing=dict(source.preprocessing),

@@ -177,7 +177,11 @@ def _ranges_for(
         status = found.status
     else:
         status = "off"
-    reader = data.reader(source.input_name, options.batch_size)
+    fixed = (source.manifest.input.get("shape") or [-1])[0]
+    if fixed > 0:  # a graph exported for one batch size: whole batches of that size (the last few images left out)
+        reader = data.reader(source.input_name, fixed, whole_batches=True)
+    else:
+        reader = data.reader(source.input_name, options.batch_size)
     ranges = compute_ranges(source.path, reader, options, tensors, progress)
     if cache is not None:
         cache.save(key, ranges)
@@ -396,6 +400,7 @@ def write_calibrated(
         kind="onnx",
         model=dict(m.model),
         classes=list(m.classes),
+        class_names=list(m.class_names),
         input=dict(m.input),
         output=dict(m.output),
         preprocessing=dict(m.preprocessing),

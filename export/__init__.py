@@ -2,10 +2,11 @@
 
 Public entry points::
 
-    from export import export_onnx, export_model, convert_fp16, check_parity
+    from export import export_onnx, export_model, convert_fp16, check_parity, describe_onnx
 """
 
 from export.artifact import INPUT_NAME, OUTPUT_NAME, ExportResult, GraphSummary, read_metadata, summarize_graph
+from export.foreign import DescribeResult, describe_onnx, preprocessing_from
 from export.fp16 import convert_fp16, ort_cpu_fp16_kernels, to_fp16
 from export.onnx_export import DEFAULT_OPSET, LRN_FORMS, PRECISIONS, build_onnx, export_model, export_onnx
 from export.parity import (
@@ -26,6 +27,7 @@ __all__ = [
     "OUTPUT_NAME",
     "LRN_FORMS",
     "PRECISIONS",
+    "DescribeResult",
     "ExportResult",
     "GraphSummary",
     "ParityResult",
@@ -33,12 +35,14 @@ __all__ = [
     "check_parity",
     "compare_logits",
     "convert_fp16",
+    "describe_onnx",
     "export_model",
     "export_onnx",
     "load_source",
     "load_torchvision_weights",
     "ort_cpu_fp16_kernels",
     "parity_inputs",
+    "preprocessing_from",
     "read_metadata",
     "summarize_graph",
     "to_fp16",

@@ -148,6 +148,7 @@ class Artifact:
         model: the model entry (name, width, num_classes, columns) where known.
         input_shape: (C, H, W) of the image input.
         manifest: the sidecar (checked), or ``None`` where there is none.
+        fixed_batch: the one batch size an ONNX graph takes (exported for batch 1, say), or ``None``: any.
     """
 
     path: Path
@@ -159,6 +160,7 @@ class Artifact:
     model: dict[str, Any] = field(default_factory=dict)
     input_shape: tuple[int, int, int] = (3, 224, 224)
     manifest: Manifest | None = None
+    fixed_batch: int | None = None
 
     @property
     def engine(self) -> dict[str, Any]:
@@ -245,6 +247,7 @@ def _describe_onnx(path: Path, manifest: Manifest | None) -> Artifact:
         model=dict(manifest.model) if manifest else {},
         input_shape=(3, size, size),
         manifest=manifest,
+        fixed_batch=facts.batch if facts.batch > 0 else None,
     )
 
 

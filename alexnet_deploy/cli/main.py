@@ -13,6 +13,7 @@ from alexnet_deploy.cli import (
     bench,
     build,
     calibrate,
+    describe,
     doctor,
     export,
     info,
@@ -65,6 +66,7 @@ app.command("info")(info.info)
 app.command("doctor")(doctor.doctor)
 app.command("train")(train.train)
 app.command("export")(export.export)
+app.command("describe")(describe.describe)
 app.command("calibrate")(calibrate.calibrate)
 app.command("build")(build.build)
 app.command("verify")(verify.verify)
