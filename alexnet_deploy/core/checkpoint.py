@@ -41,8 +41,8 @@ _SIZE_MISMATCH = re.compile(
     r"the shape in current model is torch\.Size\((\[[^\]]*\])\)"
 )
 _KEYS = re.compile(r"(Missing|Unexpected) key\(s\) in state_dict: (.*)")
-# A refused global that names a model class: torch.nn.modules.*, torchvision.models.*, or any CapWords class.
-_MODULE_CLASS = re.compile(r"(^|\.)(nn\.modules|models?)\.|\.[A-Z]\w*$")
+# A refused global that names a model class: torch.nn.modules.*, *.models.* (torchvision's, timm's), *Net, *Model.
+_MODULE_CLASS = re.compile(r"(^|\.)(nn\.modules|models?)\.|\.\w*(Net|Model)$")
 _TORCHVISION_KEYS = {"features.0.weight", "features.3.weight", "classifier.1.weight", "classifier.6.weight"}
 
 
