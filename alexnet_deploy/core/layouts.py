@@ -118,6 +118,7 @@ class FlatLabelledDataset:
         self.root = str(root)
         self.label_file = Path(label_file)
         self.loader = load_rgb
+        self.transform = None  # applied by __getitem__, as ImageFolder's is
         self.skipped: list[str] = []
         labels = read_label_file(label_file)
         images = sorted(p for p in Path(root).iterdir() if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
@@ -136,6 +137,12 @@ class FlatLabelledDataset:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def __getitem__(self, index: int):
+        """``(image, target)``, the image through ``transform`` when one is set (ImageFolder's protocol)."""
+        path, target = self.samples[index]
+        image = self.loader(path)
+        return (self.transform(image) if self.transform is not None else image), target
 
 
 def open_image_folder(root: str | Path) -> ImageFolderDataset | FlatLabelledDataset:
