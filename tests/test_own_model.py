@@ -131,8 +131,9 @@ def test_a_plain_onnx_export_goes_through_every_command(plain_onnx, imagenette10
     res = cli("bench", engine, single, "--batch", "1,8", "--duration-s", "0.2", "--warmup-s", "0.1", "--rounds",
               "1", "--no-ceiling", "--baseline", "onnxruntime fp32", "--json", bench_json)  # fmt: skip
     assert "has a fixed batch of 1" in " ".join(res.output.split())
-    measured = json.loads(bench_json.read_text())["measurements"]
+    measured = json.loads(bench_json.read_text())["results"]
     assert sorted({m["batch"] for m in measured}) == [1] and len(measured) == 2
+    assert all(m["speedup_throughput"] for m in measured)  # ratios against the FP32 file, at batch 1
     repo = tmp_path / "repo"
     res = cli("triton", engine, "--repo", repo, "--kind", "cpu")
     config = (repo / "alexnet" / "config.pbtxt").read_text()

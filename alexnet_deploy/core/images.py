@@ -21,6 +21,7 @@ from torchvision.transforms import v2
 
 from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, class_names, eval_transform, split_dir
 from alexnet_deploy.core.errors import DataError
+from alexnet_deploy.core.imagenet import IMAGENET1K_SIZE
 
 if TYPE_CHECKING:
     from alexnet_deploy.core.layouts import FlatLabelledDataset
@@ -207,10 +208,14 @@ def check_classes(
     labels = match_classes(root, folder_classes, model_classes, model_names)
     unknown = [f for f, label in zip(folder_classes, labels, strict=True) if label is None]
     if unknown:
+        hint = ""
+        if list(model_classes) == [str(i) for i in range(IMAGENET1K_SIZE)]:
+            hint = (" The model records only its class count; if it is an ImageNet-1k model, export it again (its "
+                    "sidecar then names the wnids) or describe it with --classes imagenet1k.")  # fmt: skip
         raise DataError(
             f"The classes in {root} ({len(folder_classes)} folders, first {list(folder_classes)[:2]}) do not match "
             f"the model's {len(model_classes)} classes (first {list(model_classes)[:2]}): {len(unknown)} of them "
-            f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}) are not among them."
+            f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}) are not among them.{hint}"
         )
     return [int(label) for label in labels if label is not None]
 
