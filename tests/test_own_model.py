@@ -127,6 +127,11 @@ def test_a_plain_onnx_export_goes_through_every_command(plain_onnx, imagenette10
     d = json.loads(cli("verify", engine, "--data", imagenette10 / "val", "--reference", single, "--limit", "10",
                        "--json").stdout)  # fmt: skip
     assert d["num_images"] == 10 and d["gate"]["passed"] and d["classes_present"] == 10
+    photos = sorted((imagenette10 / "val" / "n01440764").iterdir())[:3]
+    top = json.loads(cli("predict", engine, *photos, "--json").stdout)  # three images through a batch-1 graph
+    assert len(top) == 3 and all(len(p["top"]) == 5 for p in top)
+    space = imagenet1k()
+    assert all(space.names[space.ids.index(t["id"])] == t["class"] for p in top for t in p["top"])
     bench_json = tmp_path / "bench.json"
     res = cli("bench", engine, single, "--batch", "1,8", "--duration-s", "0.2", "--warmup-s", "0.1", "--rounds",
               "1", "--no-ceiling", "--baseline", "onnxruntime fp32", "--json", bench_json)  # fmt: skip

@@ -153,3 +153,15 @@ def test_a_fixed_batch_graph_gets_a_tensorrt_profile_of_its_one_shape(tmp_path):
     facts = build_rtx_plan(model, tmp_path / "tiny.plan", RTXBuildOptions(min_batch=1, opt_batch=4, max_batch=8))
     assert facts["profile"]["min"] == facts["profile"]["opt"] == facts["profile"]["max"] == [1, 3, 32, 32]
     assert (tmp_path / "tiny.plan").stat().st_size > 0
+
+
+def test_a_fixed_batch_of_two_pads_the_last_batch_and_drops_the_padding(tmp_path):
+    model = classifier(tmp_path / "two.onnx", batch=2)
+    describe_onnx(model, _four(tmp_path), PRE)
+    x = np.random.default_rng(2).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    with runner_for(describe_artifact(model)) as r:
+        assert r.max_batch == 2
+        out = r.infer(x)
+        alone = r.infer(np.concatenate([x[4:], np.zeros_like(x[:1])]))[:1]  # the last image, padded by hand
+    assert out.shape == (5, 4)
+    np.testing.assert_allclose(out[4:], alone, rtol=1e-6)
