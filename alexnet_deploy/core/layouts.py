@@ -3,7 +3,8 @@
 * **Class folders** (``root/<class>/<image>``): ImageNet's train folder and the reorganised val folder (wnid
   folders such as ``n01440764``), Imagenette, Tiny ImageNet, any ImageFolder: :class:`ImageFolderDataset`.
 * **The flat val folder** (``root/ILSVRC2012_val_00000001.JPEG`` ...) with a label file that names each image's
-  wnid, in the folder or beside it (the first found of :data:`LABEL_FILES`):
+  wnid, in the folder or beside it (the first found of :data:`LABEL_FILES`; ``LOC_val_solution.csv`` also up to
+  three folders above, as in Kaggle's ``ILSVRC/Data/CLS-LOC/val`` layout):
 
   - ``LOC_val_solution.csv`` (the Kaggle ImageNet layout): ``ImageId,PredictionString`` lines whose
     PredictionString starts with the wnid;
@@ -95,12 +96,17 @@ def read_label_file(path: str | Path) -> dict[str, str]:
 
 
 def find_label_file(root: str | Path) -> Path | None:
-    """The first of :data:`LABEL_FILES` in ``root`` or its parent, or ``None``."""
-    root = Path(root)
+    """The first of :data:`LABEL_FILES` in ``root`` or its parent, else ``LOC_val_solution.csv`` up to three
+    folders above (Kaggle's layout keeps it beside ``ILSVRC/``, the images in ``ILSVRC/Data/CLS-LOC/val``), or
+    ``None``."""
+    root = Path(root).absolute()
     for folder in (root, root.parent):
         for name in LABEL_FILES:
             if (folder / name).is_file():
                 return folder / name
+    for folder in root.parents[1:4]:
+        if (folder / LABEL_FILES[0]).is_file():
+            return folder / LABEL_FILES[0]
     return None
 
 

@@ -56,3 +56,10 @@ def test_the_devkit_ground_truth_and_index_lists_are_refused(tmp_path):
     bad.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,65 1 2 3 4\n")
     with pytest.raises(DataError, match="does not start its PredictionString with a WordNet id"):
         read_label_file(bad)
+
+
+def test_kaggles_layout_finds_loc_val_solution_three_folders_up(imagenette10, tmp_path):
+    val = flat_copy(imagenette10 / "val", tmp_path / "ILSVRC" / "Data" / "CLS-LOC" / "val", per_class=1)
+    (val / "LOC_val_solution.csv").rename(tmp_path / "LOC_val_solution.csv")
+    dataset = open_image_folder(val)
+    assert len(dataset) == 10 and dataset.label_file == tmp_path / "LOC_val_solution.csv"
