@@ -51,9 +51,11 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
 
 
 def _show(value: onnx.ValueInfoProto) -> str:
+    """``name 1x3x224x224 float32``; a name with unprintable characters shown quoted and escaped."""
     elem = value.type.tensor_type.elem_type
     dtype = _DTYPES.get(elem, onnx.TensorProto.DataType.Name(elem).lower())
-    return f"{value.name} {'x'.join(str(d) for d in _dims(value))} {dtype}"
+    name = value.name if value.name.isprintable() else repr(value.name)
+    return f"{name} {'x'.join(str(d) for d in _dims(value))} {dtype}"
 
 
 def _check_input(name: str, model: onnx.ModelProto, crop: int) -> tuple[onnx.ValueInfoProto, int]:

@@ -99,7 +99,7 @@ def read_classes_file(spec: str | Path) -> tuple[list[str], list[str]]:
     (``id``, or ``id<TAB>name``; blank lines and ``#`` comments ignored), in the model's output order.
 
     Raises:
-        ConfigError: the file is missing, empty, or names a class twice.
+        ConfigError: the file is missing, empty, names a class twice, or holds unprintable characters.
     """
     if str(spec).strip().lower() == IMAGENET1K:
         space = imagenet1k()
@@ -121,6 +121,8 @@ def read_classes_file(spec: str | Path) -> tuple[list[str], list[str]]:
         names.append(name.strip() or cid.strip())
     if not ids:
         raise ConfigError(f"The classes file {path} names no class.")
+    if bad := next((c for c in ids + names if not c.isprintable()), None):
+        raise ConfigError(f"The classes file {path} holds a class with unprintable characters ({bad!r}).")
     if len(set(ids)) != len(ids):
         twice = next(c for c in ids if ids.count(c) > 1)
         raise ConfigError(f"The classes file {path} names the class {twice!r} twice.")

@@ -215,7 +215,7 @@ def check_classes(
         raise DataError(
             f"The classes in {root} ({len(folder_classes)} folders, first {list(folder_classes)[:2]}) do not match "
             f"the model's {len(model_classes)} classes (first {list(model_classes)[:2]}): {len(unknown)} of them "
-            f"({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}) are not among them.{hint}"
+            f"({', '.join(map(repr, unknown[:3]))}{', ...' if len(unknown) > 3 else ''}) are not among them.{hint}"
         )
     return [int(label) for label in labels if label is not None]
 

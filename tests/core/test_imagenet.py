@@ -56,5 +56,8 @@ def test_classes_file(tmp_path):
     f.write_text("cat\ncat\n")
     with pytest.raises(ConfigError, match="names the class 'cat' twice"):
         read_classes_file(f)
+    f.write_text("cat\x1b[31m\n")
+    with pytest.raises(ConfigError, match="unprintable characters"):
+        read_classes_file(f)
     with pytest.raises(ConfigError, match="does not exist"):
         read_classes_file(tmp_path / "missing.txt")

@@ -28,7 +28,7 @@ def test_folders_named_by_classes_tsv_match_by_name(tmp_path):
 
 
 def test_a_foreign_class_is_refused_naming_it(tmp_path):
-    with pytest.raises(DataError, match=r"do not match the model's 1000 classes .*1 of them \(cifar-cat\)"):
+    with pytest.raises(DataError, match=r"do not match the model's 1000 classes .*1 of them \('cifar-cat'\)"):
         check_classes(tmp_path, ["n01440764", "cifar-cat"], IMAGENET)
 
 
