@@ -188,8 +188,9 @@ def _prepare(model, eval_data, request: BuildRequest, out: Path | None, progress
     candidates, reason = choose_backends(request.precision, request.backend, out)
     log.info("Backend: %s.", reason)
     images = load_eval_images(
-        eval_data, source.manifest.classes, source.preprocessing, limit=request.verify.limit, progress=progress
-    )
+        eval_data, source.manifest.classes, source.preprocessing, limit=request.verify.limit, progress=progress,
+        model_names=source.manifest.class_names,
+    )  # fmt: skip
     data = None
     if request.precision is Precision.INT8:
         from calib.reader import load_calibration_data
@@ -318,6 +319,10 @@ def _result(prepared: Prepared, request: BuildRequest, choice: BuildChoice, cali
     )
 
 
+def _present(classes: list[str], values: list) -> dict:
+    return {c: v for c, v in zip(classes, values, strict=True) if v is not None}
+
+
 def _manifest(prepared: Prepared, result: BuildResult, chosen: VerifiedEngine) -> Manifest:
     """The engine's sidecar: what it is, how it was made, and what it measured."""
     source, images = prepared.source, prepared.images
@@ -332,8 +337,9 @@ def _manifest(prepared: Prepared, result: BuildResult, chosen: VerifiedEngine) -
         "agreement_top1": result.comparison["agreement_top1"],
         "top1_delta": result.comparison["top1_delta"],
         "top5_delta": result.comparison["top5_delta"],
-        "per_class_top1": dict(zip(classes, result.engine["per_class_top1"], strict=True)),
-        "per_class_top1_delta": dict(zip(classes, result.comparison["per_class_top1_delta"], strict=True)),
+        **images.coverage.to_dict(),  # per-class figures for the classes the data holds only
+        "per_class_top1": _present(classes, result.engine["per_class_top1"]),
+        "per_class_top1_delta": _present(classes, result.comparison["per_class_top1_delta"]),
         "verified_file_sha256": chosen.verified_sha256,
         "verified_on": chosen.verified_on,
         "verified_with": chosen.verification.runner,

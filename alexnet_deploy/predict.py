@@ -21,11 +21,24 @@ class Prediction:
     path: str
     top: list[tuple[int, str, float]] = field(default_factory=list)
     error: str = ""
+    ids: list[str] = field(default_factory=list)  # the class id of each top entry (a wnid for ImageNet-1k)
 
     def to_dict(self) -> dict:
         if self.error:
             return {"path": self.path, "error": self.error}
-        return {"path": self.path, "top": [{"index": i, "class": n, "probability": p} for i, n, p in self.top]}
+        ids = self.ids or [n for _, n, _ in self.top]
+        return {"path": self.path, "top": [{"index": i, "class": n, "id": c, "probability": p}
+                                           for (i, n, p), c in zip(self.top, ids, strict=True)]}  # fmt: skip
+
+
+def class_labels(info: Artifact) -> list[str]:
+    """The names to show for an artifact's classes: those its sidecar records, ImageNet-1k's display names for
+    an ImageNet-1k model (a torchvision state dict), else the class ids."""
+    from alexnet_deploy.core.imagenet import display_names, is_imagenet1k
+
+    if info.manifest is not None and info.manifest.class_names:
+        return info.manifest.display_names
+    return display_names(info.classes) if is_imagenet1k(info.classes) else list(info.classes)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -58,10 +71,12 @@ def predict_files(
         except DataError as exc:
             results[i].error = str(exc)
     k = min(top_k, len(info.classes))
+    names = class_labels(info)
     for start in range(0, len(ok), batch_size):
         idx = ok[start : start + batch_size]
         probs = softmax(runner.infer(np.stack(tensors[start : start + batch_size])).astype(np.float64))
         for row, i in zip(probs, idx, strict=True):
             order = np.argsort(-row)[:k]
-            results[i].top = [(int(c), info.classes[c], float(row[c])) for c in order]
+            results[i].top = [(int(c), names[c], float(row[c])) for c in order]
+            results[i].ids = [info.classes[c] for c in order]
     return results

@@ -241,6 +241,7 @@ def compile_candidate(cand: Candidate, deployable: Path, source: Manifest, reque
         kind=cand.spec.runs,
         model=dict(source.model),
         classes=list(source.classes),
+        class_names=list(source.class_names),
         input=dict(source.input),
         output=dict(source.output),
         preprocessing=dict(source.preprocessing),

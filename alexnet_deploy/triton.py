@@ -233,10 +233,10 @@ def _max_batch_size(artifacts: Sequence[ServedArtifact], options: TritonOptions,
     return options.max_batch_size or limits[tightest]
 
 
-def _tensor(info: dict[str, Any], label_file: str | None = None) -> dict[str, Any]:
+def _tensor(info: dict[str, Any], label_file: str | None = None, batched: bool = True) -> dict[str, Any]:
     if (dtype := info.get("dtype", "float32")) not in DATA_TYPES:
         raise ArtifactError(f"Tensor {info.get('name')!r} is {dtype}, which has no Triton data type here.")
-    entry = {"name": info["name"], "data_type": Ident(DATA_TYPES[dtype]), "dims": list(info["shape"][1:])}
+    entry = {"name": info["name"], "data_type": Ident(DATA_TYPES[dtype]), "dims": list(info["shape"][int(batched) :])}
     return entry | ({"label_filename": label_file} if label_file else {})
 
 
@@ -257,7 +257,15 @@ def model_config(name: str, artifacts: Sequence[ServedArtifact], options: Triton
     serving = choose_serving(first.kind, m.engine, m.precision, instance_kind=options.kind.value,
                              python_backend=options.python_backend, threads=options.threads,
                              instances=options.instances, versions=m.versions)  # fmt: skip
-    max_batch = _max_batch_size(artifacts, options, serving)
+    fixed = int((m.input.get("shape") or [-1])[0])
+    if fixed > 0 and first.kind == "onnx":  # a graph exported for one batch size: served as it is, unbatched
+        if options.max_batch_size or options.preferred_batch:
+            raise ConfigError(f"{first.path.name} has a fixed batch of {fixed}, so Triton serves it without batching "
+                              "(max_batch_size 0); drop --max-batch-size and --preferred-batch, or re-export the model "
+                              "with a dynamic batch axis.")  # fmt: skip
+        max_batch = 0
+    else:
+        max_batch = _max_batch_size(artifacts, options, serving)
     if too_big := [b for b in options.preferred_batch if b > max_batch]:
         raise ConfigError(f"Preferred batch sizes must be at most the max batch size {max_batch}; got {too_big}.")
     if len(m.classes) != m.output["shape"][-1] or any("\n" in c for c in m.classes):
@@ -269,11 +277,13 @@ def model_config(name: str, artifacts: Sequence[ServedArtifact], options: Triton
         "name": name,
         **serving.config_fields(),
         "max_batch_size": max_batch,
-        "input": [_tensor(m.input)],
-        "output": [_tensor(m.output, LABELS_FILE)],
+        "input": [_tensor(m.input, batched=max_batch > 0)],
+        "output": [_tensor(m.output, LABELS_FILE, batched=max_batch > 0)],
         "dynamic_batching": preferred | {"max_queue_delay_microseconds": options.max_queue_delay_us},
         "instance_group": [{"count": options.instances, "kind": Ident(f"KIND_{options.kind.value.upper()}")}],
     }
+    if max_batch == 0:
+        del config["dynamic_batching"]  # Triton batches only models with a batch axis of their own
     if several:
         config["cc_model_filenames"] = [
             {"key": a.compute_capability, "value": f} for a, f in zip(artifacts, files, strict=True)
@@ -288,6 +298,9 @@ def model_config(name: str, artifacts: Sequence[ServedArtifact], options: Triton
     facts: dict[str, Any] = {"max_batch_size": max_batch, "files": files, "serving": serving,
                              "notes": list(serving.notes), "tensorrt_version": None,
                              "container_hint": None}  # fmt: skip
+    if max_batch == 0:
+        facts["notes"].append(f"{first.path.name} has a fixed batch of {fixed}: Triton serves it unbatched "
+                              "(max_batch_size 0, no dynamic batching).")  # fmt: skip
     if first.kind == "plan":
         trt = str(m.engine.get("tensorrt_version") or "unknown")
         compatible = bool((m.engine.get("build_options") or {}).get("version_compatible"))

@@ -17,7 +17,7 @@ import numpy as np
 
 from alexnet_deploy.core.accuracy import EvalRequest, GateResult
 from alexnet_deploy.core.errors import DataError, GateError
-from alexnet_deploy.core.images import ProgressFn, describe_skipped, load_eval_images
+from alexnet_deploy.core.images import ClassCoverage, ProgressFn, describe_skipped, load_eval_images
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ class EvalReport:
     gate: GateResult | None = None
     logits: np.ndarray | None = field(default=None, repr=False)
     skipped: list[str] = field(default_factory=list)  # unreadable files of the data, not evaluated
+    coverage: ClassCoverage | None = None  # how many of the model's classes the data holds (a subset: fewer)
 
     @property
     def top1(self) -> float:
@@ -44,6 +45,10 @@ class EvalReport:
     @property
     def top5(self) -> float:
         return self.accuracy["top5"]
+
+    def present(self, values: list[Any]) -> dict[str, Any]:
+        """``values`` (one per class) keyed by class, for the classes the data holds only."""
+        return {c: v for c, v in zip(self.classes, values, strict=True) if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -55,11 +60,12 @@ class EvalReport:
             **describe_skipped(self.skipped),
             "top1": self.top1,
             "top5": self.top5,
-            "per_class_top1": dict(zip(self.classes, self.accuracy["per_class_top1"], strict=True)),
+            **(self.coverage.to_dict() if self.coverage else {}),
+            "per_class_top1": self.present(self.accuracy["per_class_top1"]),
         }
         if self.reference is not None:
             ref = dict(self.reference)
-            ref["per_class_top1_delta"] = dict(zip(self.classes, ref["per_class_top1_delta"], strict=True))
+            ref["per_class_top1_delta"] = self.present(ref["per_class_top1_delta"])
             d["reference"] = ref
         if self.gate is not None:
             d["gate"] = self.gate.to_dict()
@@ -79,7 +85,8 @@ def evaluate(
     Args:
         artifact: checkpoint (.pt), ONNX (.onnx) or TensorRT plan (.plan); its manifest gives classes and
             preprocessing.
-        data: an ImageFolder, or a root with ``train/`` and ``val/`` (``val/`` is used).
+        data: an ImageFolder, ImageNet's flat val folder with a label file, or a root with ``train/`` and
+            ``val/`` (``val/`` is used); it may hold a subset of the artifact's classes (scored on all logits).
         request: the gate, batch size, threads and image limit (:class:`EvalRequest` defaults).
         reference: the FP32 artifact to compare with (e.g. the FP32 ONNX).
 
@@ -96,7 +103,10 @@ def evaluate(
     request = request or EvalRequest()
     info = describe_artifact(artifact)
     preprocessing = info.require_preprocessing()
-    images = load_eval_images(data, info.classes, preprocessing, limit=request.limit, progress=progress)
+    names = info.manifest.class_names if info.manifest else []
+    images = load_eval_images(
+        data, info.classes, preprocessing, limit=request.limit, progress=progress, model_names=names
+    )
     ref = None
     if reference is not None:
         ref_info = describe_artifact(reference)
@@ -114,6 +124,7 @@ def evaluate(
         logits=found.logits,
         skipped=list(images.skipped),
         gate=found.gate,
+        coverage=images.coverage,
     )
     if ref is not None:
         report.reference = {"artifact": str(reference), "runner": ref.runner, **found.comparison}

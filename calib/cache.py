@@ -147,7 +147,11 @@ def collect_ranges(
         if found is not None and found.status == "hit" and found.ranges is not None:
             ranges, status = found.ranges, "hit"
         else:
-            reader = data.reader(source.input_name, request.settings.batch_size)
+            fixed = (source.manifest.input.get("shape") or [-1])[0]
+            if fixed > 0:  # a graph exported for one batch size: whole batches of that size (the rest left out)
+                reader = data.reader(source.input_name, fixed, whole_batches=True)
+            else:
+                reader = data.reader(source.input_name, request.settings.batch_size)
             ranges = compute_ranges(source.path, reader, method, tensors, request.settings, progress)
             status = found.status if found is not None else "off"
             if cache is not None:

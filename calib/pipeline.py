@@ -302,6 +302,7 @@ def place_calibrated(source: SourceModel, result: CalibrationResult, out: Path) 
         kind="onnx",
         model=dict(m.model),
         classes=list(m.classes),
+        class_names=list(m.class_names),
         input=dict(m.input),
         output=dict(m.output),
         preprocessing=dict(m.preprocessing),

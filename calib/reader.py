@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, class_names, split_dir, stratified_indices
+from alexnet_deploy.core.data import Preprocessing, split_dir, stratified_indices
 from alexnet_deploy.core.errors import ConfigError, DataError
-from alexnet_deploy.core.images import PreparedImages, ProgressFn, describe_skipped, prepare_images
+from alexnet_deploy.core.images import PreparedImages, ProgressFn, describe_skipped, match_classes, prepare_images
+from alexnet_deploy.core.layouts import open_image_folder
 from calib.request import CalibrationRequest
 
 log = logging.getLogger(__name__)
@@ -67,15 +68,22 @@ def split_calibration(
 
 
 class ImageReader:
-    """onnxruntime's data-reader protocol over prepared images: batches of float32 NCHW under ``input_name``."""
+    """onnxruntime's data-reader protocol over prepared images: batches of float32 NCHW under ``input_name``.
 
-    def __init__(self, images: PreparedImages, input_name: str, batch_size: int = 32) -> None:
+    ``whole_batches``: serve only full batches (a graph with a fixed batch size takes no other), leaving out the
+    last ``len(images) % batch_size`` images.
+    """
+
+    def __init__(
+        self, images: PreparedImages, input_name: str, batch_size: int = 32, whole_batches: bool = False
+    ) -> None:
         self.images, self.input_name, self.batch_size = images, input_name, batch_size
+        self._end = len(images) - len(images) % batch_size if whole_batches else len(images)
         self._next = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         """The next batch, or ``None`` when every image was served."""
-        if self._next >= len(self.images):
+        if self._next >= self._end:
             return None
         start = self._next
         self._next += self.batch_size
@@ -87,7 +95,7 @@ class ImageReader:
 
     def __len__(self) -> int:
         """The number of batches."""
-        return -(-len(self.images) // self.batch_size)
+        return -(-self._end // self.batch_size)
 
     def __iter__(self):
         self.rewind()
@@ -99,24 +107,18 @@ def model_labels(root: Path, folder_classes: Sequence[str], model_classes: Seque
     """For each class folder of ``root`` (in label order), the model's label of that class; ``None`` when the
     folders cannot be matched to the model's classes.
 
-    A folder matches a model class by its name (a wnid) or by its ``classes.tsv`` name. A model that records no
-    class names (``"0"``, ``"1"``...) is matched by count only: the folders are taken in order. Calibration itself
-    needs no labels, so unmatched images still calibrate; only the held-out top-1/top-5 then cannot be computed
-    (the choice among methods uses top-1 agreement with FP32, which needs none), and a warning says so.
+    A folder matches a model class as :func:`~alexnet_deploy.core.images.match_classes` says: by its name (a
+    wnid) or its ``classes.tsv`` name, and for an ImageNet-1k model by any of that label space's names. A model
+    that records no class names (``"0"``, ``"1"``...) is matched by count only: the folders are taken in order.
+    Calibration itself needs no labels, so unmatched images still calibrate; only the held-out top-1/top-5 then
+    cannot be computed (the choice among methods uses top-1 agreement with FP32, which needs none), and a warning
+    says so.
     """
     folders, model = list(folder_classes), list(model_classes)
-    if model == [str(i) for i in range(len(model))]:
-        if len(folders) == len(model):
-            log.warning("The model records no class names; %s is matched by its class count only.", root)
-            return list(range(len(folders)))
-        unknown: list[str] = folders
-    else:
-        names = class_names(root)
-        index = {c: i for i, c in enumerate(model)}
-        labels = [index.get(f, index.get(n)) for f, n in zip(folders, names, strict=True)]
-        unknown = [f for f, label in zip(folders, labels, strict=True) if label is None]
-        if not unknown:
-            return labels
+    found = match_classes(root, folders, model)
+    unknown = [f for f, label in zip(folders, found, strict=True) if label is None]
+    if not unknown:
+        return [int(label) for label in found if label is not None]
     log.warning(
         "%d of the %d class folders in %s (first %s) are not among the model's %d classes (first %s): the images "
         "calibrate, but held-out top-1/top-5 cannot be scored; methods are chosen by top-1 agreement with FP32 only.",
@@ -174,9 +176,9 @@ class CalibrationData:
         """sha256 of the calibration selection (files, sizes, labels) and its preprocessing: the cache key's part."""
         return self.calibration.fingerprint
 
-    def reader(self, input_name: str, batch_size: int = 32) -> ImageReader:
-        """A fresh reader over the calibration images."""
-        return ImageReader(self.calibration, input_name, batch_size)
+    def reader(self, input_name: str, batch_size: int = 32, whole_batches: bool = False) -> ImageReader:
+        """A fresh reader over the calibration images (``whole_batches``: full batches only)."""
+        return ImageReader(self.calibration, input_name, batch_size, whole_batches)
 
     def describe(self) -> dict:
         """What the sidecar records about the calibration data."""
@@ -225,7 +227,7 @@ def load_calibration_data(
     if request.data is None:
         raise ConfigError("Calibration needs images (--calib-data).")
     root = split_dir(request.data, "train")
-    dataset = ImageFolderDataset(root)
+    dataset = open_image_folder(root)
     held = request.holdout_images if holdout else 0
     split = split_calibration(dataset.targets, request.num_images, held, request.seed)
     calibration = prepare_images(

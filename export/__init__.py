@@ -2,7 +2,7 @@
 
 Public entry points::
 
-    from export import ExportRequest, export_onnx, export_model, convert_fp16, check_parity
+    from export import ExportRequest, export_onnx, export_model, convert_fp16, check_parity, describe_onnx
 """
 
 _WHERE = {
@@ -10,6 +10,7 @@ _WHERE = {
         ("INPUT_NAME", "OUTPUT_NAME", "ExportResult", "GraphSummary", "read_metadata", "summarize_graph"),
         "export.artifact",
     ),
+    **dict.fromkeys(("DescribeResult", "describe_onnx", "preprocessing_from"), "export.foreign"),
     **dict.fromkeys(("convert_fp16", "ort_cpu_fp16_kernels", "to_fp16"), "export.fp16"),
     **dict.fromkeys(("build_onnx", "export_model", "export_onnx"), "export.onnx_export"),
     **dict.fromkeys(
@@ -49,6 +50,7 @@ __all__ = [
     "LRN_FORMS",
     "PRECISIONS",
     "ExportRequest",
+    "DescribeResult",
     "ExportResult",
     "GraphSummary",
     "ModelDescription",
@@ -57,12 +59,14 @@ __all__ = [
     "check_parity",
     "compare_logits",
     "convert_fp16",
+    "describe_onnx",
     "export_model",
     "export_onnx",
     "load_source",
     "load_torchvision_weights",
     "ort_cpu_fp16_kernels",
     "parity_inputs",
+    "preprocessing_from",
     "read_metadata",
     "summarize_graph",
     "to_fp16",

@@ -26,6 +26,7 @@ from alexnet_deploy.core.checkpoint import LoadedModel
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.files import output_lock
+from alexnet_deploy.core.imagenet import display_names, is_imagenet1k
 from alexnet_deploy.core.manifest import Manifest
 from export.artifact import (
     INPUT_NAME,
@@ -198,6 +199,7 @@ def manifest_for(
         kind="onnx",
         model=dict(arch),
         classes=list(classes),
+        class_names=display_names(classes) if is_imagenet1k(classes) else [],
         input={"name": INPUT_NAME, "shape": [-1, 3, image_size, image_size], "dtype": "float32"},
         output={"name": OUTPUT_NAME, "shape": [-1, len(classes)], "dtype": "float32"},
         preprocessing=preprocessing.to_dict(),

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, eval_transform, split_dir, stratified_indices
+from alexnet_deploy.core.data import Preprocessing, eval_transform, split_dir, stratified_indices
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, GateError
+from alexnet_deploy.core.layouts import open_image_folder
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,8 @@ def parity_inputs(
     if pre.crop != image_size:
         pre = Preprocessing(round(image_size * pre.resize / pre.crop), image_size, pre.mean, pre.std)
     root = split_dir(eval_data, "val")
-    dataset = ImageFolderDataset(root, transform=eval_transform(pre))
+    dataset = open_image_folder(root)  # class folders, or ImageNet's flat val folder with its label file
+    dataset.transform = eval_transform(pre)
     chosen = stratified_indices(dataset.targets, samples, seed=seed)
     images = torch.stack([dataset[i][0] for i in chosen])
     return images, f"images from {root}"

@@ -12,6 +12,7 @@ from alexnet_deploy.core.checkpoint import LoadedModel, load_model
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import CheckpointError, ConfigError
 from alexnet_deploy.core.files import sha256_file
+from alexnet_deploy.core.imagenet import imagenet1k
 
 __all__ = ["load_source", "load_torchvision_weights"]
 
@@ -89,7 +90,9 @@ def load_torchvision_weights(name: str = "IMAGENET1K_V1") -> tuple[LoadedModel, 
             socket.setdefaulttimeout(previous)
     loaded = load_model(path)
     transform = weights.transforms()
-    loaded.classes = list(weights.meta["categories"])
+    # ImageNet-1k's wnids in index order; the categories torchvision publishes are their display names, in the
+    # same order (the sidecar carries them: see export.onnx_export.manifest_for).
+    loaded.classes = list(imagenet1k().ids)
     loaded.preprocessing = Preprocessing(
         resize=int(transform.resize_size[0]),
         crop=int(transform.crop_size[0]),

@@ -189,6 +189,7 @@ class Artifact:
         model: the model entry (name, width, num_classes, columns) where known.
         input_shape: (C, H, W) of the image input.
         manifest: the sidecar (checked), or ``None`` where there is none.
+        fixed_batch: the one batch size an ONNX graph takes (exported for batch 1, say), or ``None``: any.
     """
 
     path: Path
@@ -200,6 +201,7 @@ class Artifact:
     model: dict[str, Any] = field(default_factory=dict)
     input_shape: tuple[int, int, int] = (3, 224, 224)
     manifest: Manifest | None = None
+    fixed_batch: int | None = None
     engine: dict[str, Any] = field(init=False)  # the sidecar's engine facts (empty where there are none)
 
     def __post_init__(self) -> None:
@@ -285,6 +287,7 @@ def _describe_onnx(path: Path, manifest: Manifest | None) -> Artifact:
         model=dict(manifest.model) if manifest else {},
         input_shape=(3, size, size),
         manifest=manifest,
+        fixed_batch=facts.batch if facts.batch > 0 else None,
     )
 
 

@@ -20,13 +20,16 @@ class Runner(ABC):
         name: a short label for reports, e.g. ``"onnxruntime fp32"``.
         inference_time: wall seconds of the last :meth:`infer` call (``None`` before the first).
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` as the artifact declares it.
+        fixed_batch: the one batch size the model's graph takes (``None``: any). :meth:`infer` then runs any
+            batch as batches of that size (the last one padded with zeros, its padding's logits dropped).
     """
 
     backend = "runner"
 
-    def __init__(self, name: str | None = None, precision: str = "fp32") -> None:
+    def __init__(self, name: str | None = None, precision: str = "fp32", fixed_batch: int | None = None) -> None:
         self.name = name or self.backend
         self.precision = precision
+        self.fixed_batch = fixed_batch
         self.is_active = False
         self.inference_time: float | None = None
 
@@ -57,14 +60,25 @@ class Runner(ABC):
         if not self.is_active:
             raise AlexNetDeployError(f"Runner {self.name} must be activated before inference.")
         start = time.perf_counter()
-        out = self.infer_impl(images)
+        size = self.fixed_batch
+        if size is None or len(images) == size:
+            out = self.infer_impl(images)
+        else:  # a fixed-batch graph: whole batches of its size, the last one padded
+            parts = []
+            for first in range(0, len(images), size):
+                chunk = images[first : first + size]
+                if len(chunk) < size:
+                    chunk = np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+                parts.append(self.infer_impl(chunk)[: len(images) - first])
+            out = np.concatenate(parts)
         self.inference_time = time.perf_counter() - start
         return out
 
     @property
     def max_batch(self) -> int | None:
-        """The largest batch this runner accepts, or ``None`` for no limit (a TensorRT profile sets one)."""
-        return None
+        """The largest batch this runner takes in one call, or ``None`` for no limit (a TensorRT profile sets
+        one; a fixed-batch graph takes only its own)."""
+        return self.fixed_batch
 
     @abstractmethod
     def activate_impl(self) -> None: ...

@@ -198,6 +198,8 @@ class OnnxRuntimeRunner(Runner):
             raise ArtifactError(f"The ONNX model must give one N x classes logits output; it gives {shapes}.")
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.input_shape = list(inputs[0].shape)
+        if isinstance(self.input_shape[0], int) and self.input_shape[0] > 0:
+            self.fixed_batch = self.input_shape[0]  # a graph exported for one batch size takes only that one
 
     def infer_impl(self, images: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: images})[0]
@@ -215,6 +217,7 @@ class GraphFacts:
     output_name: str
     num_logits: int  # -1 when dynamic
     precision: str  # int8 (Q/DQ or integer ops), fp16 (FP16 weights) or fp32
+    batch: int = -1  # the input's batch size when the graph fixes it, else -1
 
 
 _INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger"}
@@ -255,7 +258,8 @@ def onnx_graph_facts(path: str | Path) -> GraphFacts:
     else:
         precision = "fp32"
     c, h, w = dims(inputs[0])[1:]
-    return GraphFacts(inputs[0].name, (c, h, w), outputs[0].name, dims(outputs[0])[1], precision)
+    batch = dims(inputs[0])[0]
+    return GraphFacts(inputs[0].name, (c, h, w), outputs[0].name, dims(outputs[0])[1], precision, batch)
 
 
 #: The registry's names for this backend's build step and options.
@@ -283,4 +287,6 @@ def open_runner(artifact, *, device: str = "cpu", threads=None, precision=None, 
     else:
         recorded = [p for p in artifact.engine.get("providers", []) if p != "CUDAExecutionProvider"]
         providers = recorded or ["CPUExecutionProvider"]
-    return OnnxRuntimeRunner(artifact.path, providers=providers, threads=threads, precision=artifact.precision)
+    runner = OnnxRuntimeRunner(artifact.path, providers=providers, threads=threads, precision=artifact.precision)
+    runner.fixed_batch = artifact.fixed_batch
+    return runner

@@ -533,6 +533,9 @@ class OpenVINORunner(Runner):
             self.compiled = _compile(core, model, self.device, options.compile_config(), label)
         self.properties = compiled_properties(self.compiled)
         self._dtype = self.compiled.inputs[0].get_element_type().to_dtype()
+        batch = self.compiled.inputs[0].get_partial_shape()[0]
+        if batch.is_static:
+            self.fixed_batch = batch.get_length()  # a graph exported for one batch size takes only that one
         for _ in range(max(1, int(self.properties["OPTIMAL_NUMBER_OF_INFER_REQUESTS"]))):
             self._requests.put(self.compiled.create_infer_request())
 
@@ -718,5 +721,8 @@ def open_runner(artifact, *, device: str = "cpu", threads=None, precision=None, 
             )
         return openvino_blob_runner_for(artifact.path, artifact.engine, threads=threads, precision=artifact.precision)
     if artifact.engine.get("backend") == "openvino":
-        return openvino_runner_for(artifact.path, artifact.engine, threads=threads, precision=artifact.precision)
-    return OpenVINORunner(artifact.path, threads=threads, precision=artifact.precision)
+        runner = openvino_runner_for(artifact.path, artifact.engine, threads=threads, precision=artifact.precision)
+    else:
+        runner = OpenVINORunner(artifact.path, threads=threads, precision=artifact.precision)
+    runner.fixed_batch = artifact.fixed_batch
+    return runner

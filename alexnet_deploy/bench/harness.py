@@ -28,6 +28,7 @@ Targets are built from artifact paths in :mod:`alexnet_deploy.bench.targets`.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -51,6 +52,8 @@ from alexnet_deploy.bench.results import (
 from alexnet_deploy.bench.served import ServerStats
 from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.manifest import library_versions
+
+log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
@@ -237,6 +240,21 @@ def _check_batch(target: BenchTarget, batch: int) -> None:
         )
 
 
+def _fixed_batches(targets: Sequence[BenchTarget], asked: Sequence[int]) -> dict[str, int]:
+    """``{label: batch}`` of the targets whose graph takes one batch size only; each is measured at that batch
+    alone, and said so once when other batches were asked for."""
+    fixed = {t.label: int(t.runner.fixed_batch) for t in targets if getattr(t.runner, "fixed_batch", None)}
+    for t in targets:
+        batch = fixed.get(t.label)
+        if batch is not None and set(asked) != {batch}:
+            log.warning(
+                "%s has a fixed batch of %d (its graph takes no other): measured at batch %d only; re-export the "
+                "model with a dynamic batch axis to measure batches %s.",
+                t.artifact.rsplit("/", 1)[-1] or t.label, batch, batch, ",".join(str(b) for b in asked if b != batch),
+            )  # fmt: skip
+    return fixed
+
+
 def run_benchmark(
     targets: Sequence[BenchTarget],
     config: BenchConfig,
@@ -264,9 +282,12 @@ def run_benchmark(
         raise ConfigError(f"Every target needs its own label; got {labels}.")
     if baseline is not None and baseline not in labels:
         raise ConfigError(f"The baseline '{baseline}' is not among the targets ({', '.join(labels)}).")
+    fixed = _fixed_batches(targets, config.batch_sizes)
+    batch_sizes = tuple(sorted(set(config.batch_sizes) | set(fixed.values())))
     for t in targets:
         for b in config.batch_sizes:
-            _check_batch(t, b)
+            if fixed.get(t.label, b) == b:
+                _check_batch(t, b)
     rng = np.random.default_rng(config.seed)
     machine = machine_info()  # before measuring: its load average is the machine's, not ours
     measurements: list[Measurement] = []
@@ -276,16 +297,19 @@ def run_benchmark(
         for t in targets:
             t.runner.activate()
             active.append(t)
-        for batch, level in ((b, c) for b in config.batch_sizes for c in config.concurrency):
-            per: dict[str, tuple[list[float], list[float], float]] = {t.label: ([], [], 0.0) for t in targets}
-            others: dict[str, list[Contention | None]] = {t.label: [] for t in targets}
-            served: dict[str, list[ServerStats]] = {t.label: [] for t in targets}
-            inputs = {t.image_shape: rng.standard_normal((batch, *t.image_shape), dtype=np.float32) for t in targets}
+        for batch, level in ((b, c) for b in batch_sizes for c in config.concurrency):
+            runs = [t for t in targets if fixed.get(t.label, batch) == batch]  # a fixed-batch graph: its batch only
+            if not runs:
+                continue
+            per: dict[str, tuple[list[float], list[float], float]] = {t.label: ([], [], 0.0) for t in runs}
+            others: dict[str, list[Contention | None]] = {t.label: [] for t in runs}
+            served: dict[str, list[ServerStats]] = {t.label: [] for t in runs}
+            inputs = {t.image_shape: rng.standard_normal((batch, *t.image_shape), dtype=np.float32) for t in runs}
             sweep = f", concurrency {level}" if len(config.concurrency) > 1 else ""
             for r in range(config.rounds):
                 # rotating the order spreads any position effect (who runs after whom) over every target
-                shift = r % len(targets)
-                for t in [*targets[shift:], *targets[:shift]]:
+                shift = r % len(runs)
+                for t in [*runs[shift:], *runs[:shift]]:
                     if progress:
                         progress(f"{t.label}, batch {batch}{sweep}, round {r + 1}/{config.rounds}")
                     window = _Window(monitor, t)
@@ -297,7 +321,7 @@ def run_benchmark(
                     served[t.label] += [window.server] if window.server else []
                     acc = per[t.label]
                     per[t.label] = (acc[0] + lat, acc[1] + comp, acc[2] + wall)
-            for t in targets:
+            for t in runs:
                 lat, comp, wall = per[t.label]
                 n_req = len(lat)
                 measurements.append(

@@ -244,6 +244,8 @@ def build_targets(
         wanted.append(("torch compile fp32", "fp32", True))
     missing = [w for w in wanted if w[0] not in labels]
     if missing:
+        if model_info is None and baseline in labels:  # no model to rebuild in torch: ratios against that target
+            return _unique(targets), baseline
         if model_info is None:
             raise ConfigError(
                 "Cannot build the PyTorch baseline: no artifact is a checkpoint or has a manifest naming its model; "

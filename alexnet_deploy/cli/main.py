@@ -13,6 +13,7 @@ from alexnet_deploy.cli import (
     bench,
     build,
     calibrate,
+    describe,
     doctor,
     export,
     info,
@@ -65,6 +66,7 @@ app.command("info")(info.info_command)
 app.command("doctor")(doctor.doctor_command)
 app.command("train")(train.train_command)
 app.command("export")(export.export_command)
+app.command("describe")(describe.describe_command)
 app.command("calibrate")(calibrate.calibrate_command)
 app.command("build")(build.build_command)
 app.command("verify")(verify.verify_command)

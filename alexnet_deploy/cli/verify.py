@@ -17,7 +17,11 @@ def report_table(report):
     """Accuracy table of an :class:`~alexnet_deploy.verify.EvalReport`, with the reference and gate if any."""
     from rich.table import Table
 
-    table = Table(title=f"{Path(report.artifact).name} on {report.accuracy['num_images']} images of {report.data}")
+    cov = report.coverage
+    held = f" ({cov.describe()} of the model, scored on all its logits)" if cov and cov.subset else ""
+    table = Table(
+        title=f"{Path(report.artifact).name} on {report.accuracy['num_images']} images of {report.data}{held}"
+    )
     for col in ("", "top-1 %", "top-5 %", "top-1 agreement %"):
         table.add_column(col, justify="left" if not col else "right")
     ref = report.reference
@@ -52,11 +56,7 @@ def skipped_line(evaluated: int, skipped: list[str]) -> str:
 
 def worst_classes(report, n: int = 5) -> str:
     """The classes whose top-1 fell most against the reference, as one line."""
-    deltas = [
-        (d, name)
-        for name, d in zip(report.classes, report.reference["per_class_top1_delta"], strict=True)
-        if d is not None and d < 0
-    ]
+    deltas = [(d, name) for name, d in report.present(report.reference["per_class_top1_delta"]).items() if d < 0]
     worst = sorted(deltas)[:n]
     return ", ".join(f"{name} {d:+.1f}" for d, name in worst) or "none"
 

@@ -7,7 +7,10 @@ Our checkpoint is a dict::
      "classes": [...], "preprocessing": {...}, "config": {...},
      "optimizer": ..., "scheduler": ..., "epoch": int, "rng": {...}, "metrics": {...}}
 
-Everything is loaded with ``torch.load(..., weights_only=True)``: only tensors and plain containers.
+Everything is loaded with ``torch.load(..., weights_only=True)``: only tensors and plain containers. A torchvision
+state dict with 1000 outputs is an ImageNet-1k classifier: its classes are ImageNet-1k's wnids, in index order.
+A TorchScript archive or a whole pickled ``nn.Module`` is refused with a sentence that says what it is and what
+to bring instead.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import nn
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import CheckpointError
 from alexnet_deploy.core.files import atomic_path
+from alexnet_deploy.core.imagenet import IMAGENET1K_SIZE, imagenet1k
 from alexnet_deploy.core.models import build_model
 from alexnet_deploy.core.paths import require_file
 
@@ -37,6 +41,8 @@ _SIZE_MISMATCH = re.compile(
     r"the shape in current model is torch\.Size\((\[[^\]]*\])\)"
 )
 _KEYS = re.compile(r"(Missing|Unexpected) key\(s\) in state_dict: (.*)")
+# A refused global that names a model class: torch.nn.modules.*, *.models.* (torchvision's, timm's), *Net, *Model.
+_MODULE_CLASS = re.compile(r"(^|\.)(nn\.modules|models?)\.|\.\w*(Net|Model)$")
 _TORCHVISION_KEYS = {"features.0.weight", "features.3.weight", "classifier.1.weight", "classifier.6.weight"}
 
 
@@ -66,6 +72,7 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
         CheckpointError: missing, truncated, corrupt, or holding more than tensors and plain containers.
     """
     path = require_file(path, CheckpointError, "Checkpoint", CHECKPOINT_SUFFIXES)
+    _refuse_torchscript(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
@@ -73,6 +80,12 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
         # torch >= 2.6: "unsupported GLOBAL x whose module x is blocked"): the file asks to import a callable,
         # which is how a pickle runs code. Nothing was executed; say so rather than call the file corrupt.
         found = _REFUSED_GLOBAL.search(str(exc))
+        if found and _MODULE_CLASS.search(found.group(1)):
+            raise CheckpointError(
+                f"{path} is a whole pickled model ({found.group(1)}, written by torch.save(model)), which runs code "
+                "when loaded, so it was not loaded; save its weights instead with "
+                "torch.save(model.state_dict(), 'alexnet.pth') and pass that file."
+            ) from None
         if found:
             raise CheckpointError(
                 f"{path} holds code or objects other than tensors ({found.group(1)}), so it was not loaded "
@@ -86,6 +99,28 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint or state dict.")
     return obj
+
+
+def _refuse_torchscript(path: Path) -> None:
+    """A TorchScript archive (``torch.jit.save``: a zip holding ``constants.pkl`` and ``code/``) is a program, not
+    weights: say what it is and what to bring instead, before torch.load dispatches it to torch.jit.load.
+
+    Raises:
+        CheckpointError: ``path`` is a TorchScript archive.
+    """
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return  # torch.load gives its own sentence for a damaged archive
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        raise CheckpointError(
+            f"{path} is a TorchScript archive (torch.jit.save), a compiled program rather than weights, so it was "
+            "not loaded; pass the model's state dict (torch.save(model.state_dict(), 'alexnet.pth')), or export "
+            "the model to ONNX yourself and bring it in with 'alexnet-deploy describe MODEL.onnx'."
+        )
 
 
 def describe_state_dict_error(exc: BaseException, limit: int = 2) -> str:
@@ -165,6 +200,8 @@ def _describe(obj: dict[str, Any], path: Path, expected_classes: int | None) -> 
         source = "alexnet-deploy"
     elif _TORCHVISION_KEYS <= set(obj):
         state, arch, classes, pre, source = obj, _infer_torchvision_arch(obj), [], Preprocessing(), "torchvision"
+        if arch["num_classes"] == IMAGENET1K_SIZE:  # torchvision's classifiers are ImageNet-1k's, in its order
+            classes = list(imagenet1k().ids)
     else:
         keys = ", ".join(sorted(map(str, obj))[:4])
         raise CheckpointError(

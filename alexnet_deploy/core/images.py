@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,10 @@ from torchvision.transforms import v2
 
 from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, class_names, eval_transform, split_dir
 from alexnet_deploy.core.errors import DataError
+from alexnet_deploy.core.imagenet import IMAGENET1K_SIZE
+
+if TYPE_CHECKING:
+    from alexnet_deploy.core.layouts import FlatLabelledDataset
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +46,18 @@ class PreparedImages:
     pixels: np.ndarray  # (N, 3, crop, crop) uint8
     targets: np.ndarray  # (N,) int64
     preprocessing: Preprocessing
-    classes: list[str]  # the folder names, in label order
+    classes: list[str]  # in label order: the folder's classes, or the model's once matched to it
     root: Path
     fingerprint: str = ""
     skipped: list[str] = field(default_factory=list)  # unreadable files of the selection, left out
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    @property
+    def coverage(self) -> ClassCoverage:
+        """How many of ``classes`` these images hold."""
+        return ClassCoverage(len(set(self.targets.tolist()) - {-1}), len(self.classes))
 
     def batch(self, start: int, stop: int) -> np.ndarray:
         """Float32 NCHW input for images ``start:stop``: exactly what the eval preset gives, image by image."""
@@ -74,7 +83,7 @@ def describe_skipped(paths: Sequence[str], shown: int = 3) -> dict[str, Any]:
 
 
 def prepare_images(
-    dataset: ImageFolderDataset,
+    dataset: ImageFolderDataset | FlatLabelledDataset,
     preprocessing: Preprocessing,
     indices: Sequence[int] | None = None,
     progress: ProgressFn | None = None,
@@ -132,25 +141,83 @@ def prepare_images(
     )
 
 
-def check_classes(root: Path, folder_classes: Sequence[str], model_classes: Sequence[str]) -> None:
-    """Refuse data whose classes are not the model's (by folder name or by human-readable name, in order).
+def match_classes(
+    root: Path, folder_classes: Sequence[str], model_classes: Sequence[str], model_names: Sequence[str] = ()
+) -> list[int | None]:
+    """For each class of a data folder (in its label order), the model's class index, or ``None`` when the model
+    does not know it.
 
-    A model that only knows its class count (e.g. a torchvision state dict: names ``"0"``, ``"1"``...) accepts
-    any folder with that many classes.
+    A folder class matches by its name (a wnid such as ``n01440764``) or by its human-readable name from
+    ``classes.tsv``, against the model's class ids, the names it records (``model_names``) and, for an
+    ImageNet-1k model, every name and lemma of that label space. A model that records only its class count
+    (ids ``"0"``, ``"1"``...) takes a folder with that many classes in order, with a warning.
+    """
+    from alexnet_deploy.core.imagenet import imagenet1k, is_imagenet1k
+
+    folders, model = list(folder_classes), list(model_classes)
+    if folders == model:
+        return list(range(len(model)))
+    if model == [str(i) for i in range(len(model))]:
+        if len(folders) == len(model):
+            log.warning("The model records no class names; %s is matched by its class count only.", root)
+            return list(range(len(folders)))
+        return [None] * len(folders)
+    index = {c: i for i, c in enumerate(model)}
+    by_name = {n.strip().lower(): i for i, n in enumerate(model_names) if n}
+    space = imagenet1k() if is_imagenet1k(model) else None
+    names = class_names(root) if Path(root).is_dir() else []
+    if len(names) != len(folders):  # a flat folder's classes come from its label file, not from subfolders
+        names = folders
+    labels: list[int | None] = []
+    for folder, name in zip(folders, names, strict=True):
+        found = index.get(folder, index.get(name, by_name.get(name.strip().lower())))
+        if found is None and space is not None:
+            found = space.lookup(folder)
+            found = space.lookup(name) if found is None else found
+        labels.append(found)
+    return labels
+
+
+@dataclass(frozen=True)
+class ClassCoverage:
+    """Which of a model's classes a data folder holds, for reports: ``10 of 1000 classes``."""
+
+    present: int
+    total: int
+
+    @property
+    def subset(self) -> bool:
+        return self.present < self.total
+
+    def describe(self) -> str:
+        return f"{self.present} of {self.total} classes"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes_present": self.present, "model_classes": self.total, "subset": self.subset}
+
+
+def check_classes(
+    root: Path, folder_classes: Sequence[str], model_classes: Sequence[str], model_names: Sequence[str] = ()
+) -> list[int]:
+    """The model's class index of each folder class (see :func:`match_classes`); a folder holding only some of
+    the model's classes is accepted (a subset such as Imagenette against an ImageNet-1k model).
 
     Raises:
-        DataError: the classes differ.
+        DataError: a folder class is not one of the model's.
     """
-    model_classes = list(model_classes)
-    if list(folder_classes) == model_classes or class_names(root) == model_classes:
-        return
-    if model_classes == [str(i) for i in range(len(model_classes))] and len(folder_classes) == len(model_classes):
-        log.warning("The model records no class names; %s is matched by its class count only.", root)
-        return
-    raise DataError(
-        f"The classes in {root} ({len(folder_classes)} folders, first {list(folder_classes)[:2]}) do not match "
-        f"the model's {len(model_classes)} classes (first {model_classes[:2]})."
-    )
+    labels = match_classes(root, folder_classes, model_classes, model_names)
+    unknown = [f for f, label in zip(folder_classes, labels, strict=True) if label is None]
+    if unknown:
+        hint = ""
+        if list(model_classes) == [str(i) for i in range(IMAGENET1K_SIZE)]:
+            hint = (" The model records only its class count; if it is an ImageNet-1k model, export it again (its "
+                    "sidecar then names the wnids) or describe it with --classes imagenet1k.")  # fmt: skip
+        raise DataError(
+            f"The classes in {root} ({len(folder_classes)} folders, first {list(folder_classes)[:2]}) do not match "
+            f"the model's {len(model_classes)} classes (first {list(model_classes)[:2]}): {len(unknown)} of them "
+            f"({', '.join(map(repr, unknown[:3]))}{', ...' if len(unknown) > 3 else ''}) are not among them.{hint}"
+        )
+    return [int(label) for label in labels if label is not None]
 
 
 def load_eval_images(
@@ -162,19 +229,29 @@ def load_eval_images(
     limit: int | None = None,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    model_names: Sequence[str] = (),
 ) -> PreparedImages:
     """Decode an evaluation folder (``data/val`` when ``data`` has the train/val layout) for a model.
 
+    The folder may be in any layout :func:`~alexnet_deploy.core.layouts.open_image_folder` takes (class folders,
+    or ImageNet's flat val folder with a label file) and may hold a subset of the model's classes; the targets
+    are the model's class indices and ``classes`` the model's, so top-1/top-5 are over all of its logits.
+
     Args:
         limit: evaluate on this many images, stratified over classes (``None``: all).
+        model_names: the model's recorded display names, matched against ``classes.tsv`` names.
 
     Raises:
-        DataError: the folder is missing, empty, or its classes are not the model's.
+        DataError: the folder is missing, empty, or holds a class the model does not know.
     """
     from alexnet_deploy.core.data import stratified_indices
+    from alexnet_deploy.core.layouts import open_image_folder
 
     root = split_dir(data, split)
-    dataset = ImageFolderDataset(root)
-    check_classes(root, dataset.classes, classes)
+    dataset = open_image_folder(root)
+    mapping = np.asarray(check_classes(root, dataset.classes, classes, model_names), dtype=np.int64)
     indices = None if limit is None else stratified_indices(dataset.targets, limit, seed)
-    return prepare_images(dataset, preprocessing, indices, progress, task=f"Decoding {root.name}")
+    images = prepare_images(dataset, preprocessing, indices, progress, task=f"Decoding {root.name}")
+    images.targets = mapping[images.targets]  # the model's class indices: scored on all of its logits
+    images.classes = list(classes)
+    return images

@@ -57,7 +57,8 @@ class Manifest:
 
     kind: str  # "checkpoint" | "onnx" | "plan" | "ovblob" (an OpenVINO compiled blob)
     model: dict[str, Any] = field(default_factory=dict)  # name, width, columns, num_classes
-    classes: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # class ids in output order (ImageNet-1k: WordNet ids)
+    class_names: list[str] = field(default_factory=list)  # names for display, where they differ from the ids
     input: dict[str, Any] = field(default_factory=dict)  # name, shape (batch as -1), dtype
     output: dict[str, Any] = field(default_factory=dict)
     preprocessing: dict[str, Any] = field(default_factory=dict)
@@ -102,6 +103,13 @@ class Manifest:
     def num_classes(self) -> int:
         return int(self.model.get("num_classes") or len(self.classes))
 
+    @property
+    def display_names(self) -> list[str]:
+        """A name to show for each class: the recorded ones, else ImageNet-1k's for wnids, else the ids."""
+        from alexnet_deploy.core.imagenet import display_names
+
+        return display_names(self.classes, self.class_names)
+
 
 KINDS = ("checkpoint", "onnx", "plan", "ovblob")
 _DICT_FIELDS = ("model", "input", "output", "preprocessing", "calibration", "accuracy", "gate", "source", "engine")
@@ -138,6 +146,10 @@ def _schema_problem(m: Manifest) -> str | None:  # noqa: C901 - one flat list of
         return f"it lists {len(m.classes)} classes but model.num_classes is {model['num_classes']}"
     if len(set(m.classes)) != len(m.classes):
         return "classes has duplicate names"
+    if not isinstance(m.class_names, list) or not all(isinstance(c, str) for c in m.class_names):
+        return "class_names must be a list of names"
+    if m.class_names and len(m.class_names) != len(m.classes):
+        return f"it has {len(m.class_names)} class_names for {len(m.classes)} classes"
     for side in ("input", "output"):
         io = getattr(m, side)
         if "name" in io and not isinstance(io["name"], str):

@@ -204,3 +204,39 @@ def test_a_folder_given_as_a_checkpoint_says_it_is_a_folder(tmp_path):
         checkpoint_info(run)
     expected = f"{run} is a folder, not a checkpoint: pass one of the files inside it (best.pt, last.pt)."
     assert str(info.value) == expected
+
+
+def test_a_1000_class_torchvision_state_dict_carries_imagenet_wnids(tmp_path):
+    from alexnet_deploy.core.imagenet import imagenet1k
+
+    path = tmp_path / "tv1000.pth"
+    torch.save(torchvision.models.alexnet(weights=None, num_classes=1000).state_dict(), path)
+    info = checkpoint_info(path)
+    assert info.source == "torchvision" and info.classes == list(imagenet1k().ids)
+    assert info.classes[:2] == ["n01440764", "n01443537"]
+
+
+def test_torchscript_and_pickled_modules_say_what_they_are_and_what_to_bring(tmp_path, recwarn):
+    from typer.testing import CliRunner
+
+    from alexnet_deploy.cli.main import app
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(net), scripted)
+    pickled = tmp_path / "whole.pt"
+    torch.save(torchvision.models.alexnet(weights=None, num_classes=3), pickled)
+    recwarn.clear()
+    for path, expected in [
+        (scripted, f"error: {scripted} is a TorchScript archive (torch.jit.save), a compiled program rather than "
+                   "weights, so it was not loaded; pass the model's state dict (torch.save(model.state_dict(), "
+                   "'alexnet.pth')), or export the model to ONNX yourself and bring it in with 'alexnet-deploy "
+                   "describe MODEL.onnx'."),
+        (pickled, f"error: {pickled} is a whole pickled model (torchvision.models.alexnet.AlexNet, written by "
+                  "torch.save(model)), which runs code when loaded, so it was not loaded; save its weights instead "
+                  "with torch.save(model.state_dict(), 'alexnet.pth') and pass that file."),
+    ]:  # fmt: skip
+        result = CliRunner().invoke(app, ["export", str(path), "-o", str(tmp_path / "m.onnx")])
+        assert result.exit_code == 1 and result.stderr.strip().splitlines() == [expected]
+    assert not [w for w in recwarn if "TorchScript" in str(w.message)]  # torch's own warning is not shown
+    assert not (tmp_path / "m.onnx").exists()

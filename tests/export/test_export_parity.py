@@ -77,3 +77,19 @@ def test_a_failed_parity_check_fails_the_export_and_writes_nothing(tmp_path, mod
     with pytest.raises(GateError, match=message):
         export_model(model, out, ExportRequest(image_size=16, precision=precision, parity_samples=32))
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_exports_parity_check_reads_a_flat_folder_as_its_wnid_folders(imagenette10, tmp_path):
+    from imagenet_layouts import flat_copy
+
+    from export import parity_inputs
+
+    flat = flat_copy(imagenette10 / "val", tmp_path / "flat", per_class=2)
+    folders = tmp_path / "folders"
+    for wnid in sorted(p.name for p in (imagenette10 / "val").iterdir()):
+        (folders / wnid).mkdir(parents=True)
+        for photo in sorted((imagenette10 / "val" / wnid).iterdir())[:2]:
+            (folders / wnid / photo.name).symlink_to(photo)
+    a, _ = parity_inputs(6, 64, eval_data=flat)
+    b, _ = parity_inputs(6, 64, eval_data=folders)
+    assert a.shape == (6, 3, 64, 64) and (a == b).all()

@@ -431,7 +431,9 @@ def compile_plan(flavour: TensorRTFlavour, onnx_path: Path, plan_path: Path, opt
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
-    shapes = options.profile_shapes(chw)
+    fixed = int(network.get_input(0).shape[0])
+    # A graph exported for one batch size takes only that one: the profile is that shape, whatever was asked.
+    shapes = ((fixed, *chw),) * 3 if fixed > 0 else options.profile_shapes(chw)
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, *shapes)
     if config.add_optimization_profile(profile) < 0:
