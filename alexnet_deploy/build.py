@@ -32,9 +32,9 @@ import numpy as np
 
 from alexnet_deploy.core.accuracy import GateResult, metrics
 from alexnet_deploy.core.errors import ConfigError, GateError
-from alexnet_deploy.core.files import output_lock, work_dir
+from alexnet_deploy.core.files import link_into, output_lock, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn, load_eval_images
-from alexnet_deploy.core.manifest import Manifest, place_artifact
+from alexnet_deploy.core.manifest import Manifest, place_artifact, refuse_linked_pair
 from alexnet_deploy.core.vocab import BackendName, Precision
 from alexnet_deploy.options import BuildOptions
 from alexnet_deploy.selection import Candidate, choose_backends, probe_speed, select
@@ -137,7 +137,7 @@ def build(
         DataError / ArtifactError / ConfigError / MissingBackendError: bad inputs, caught before anything is written.
     """
     options = options or BuildOptions()
-    out = Path(out) if out is not None else None
+    out = refuse_linked_pair(out) if out is not None else None
     if out is not None and out.is_dir():
         raise ConfigError(f"The output {out} is a folder; give a file name.")
     with output_lock(out) if out is not None else contextlib.nullcontext():
@@ -190,8 +190,10 @@ def _deployables(inputs: _Inputs, options: BuildOptions, staging: Path, progress
     """Write each candidate's deployable ONNX into ``staging``; return the calibrations by Q/DQ form (INT8)."""
     source, precision = inputs.source, options.precision
     if precision is Precision.BF16:  # OpenVINO computes in bf16 from the FP32 graph itself
+        # A link in staging, so that each engine is compiled into the staging folder, never beside the source.
+        deployable = link_into(staging, source.path, "model.fp32.onnx")
         for cand in inputs.candidates:
-            cand.deployable = source.path
+            cand.deployable = deployable
         return {}
     if precision is Precision.FP16:
         from export import convert_fp16

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.files import link_into
 from alexnet_deploy.core.vocab import CONCRETE_METHODS, CalibrationMethod
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,9 @@ def compute_ranges(
     if total == 0:
         raise ConfigError("The calibration reader gave no images.")
     with tempfile.TemporaryDirectory(prefix="alexnet-deploy-calib-") as work:
-        calibrator = make_calibrator(model_path, options, work, op_types)
+        # onnxruntime writes MODEL-inferred.onnx beside the path it is given: give it a link in our work folder,
+        # so nothing is written beside the source model (a read-only folder, a second calibration, a kill).
+        calibrator = make_calibrator(link_into(work, model_path, "model.onnx"), options, work, op_types)
         if hasattr(calibrator, "tensors_to_calibrate"):
             # The histogram methods' threshold search is slow per tensor: keep only what will be quantized.
             calibrator.tensors_to_calibrate = set(calibrator.tensors_to_calibrate) & wanted

@@ -21,7 +21,7 @@ from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.files import atomic_path, fault_point, output_lock, sha256_file, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
-from alexnet_deploy.core.manifest import Manifest, write_manifest
+from alexnet_deploy.core.manifest import Manifest, refuse_linked_pair, write_manifest
 from calib.cache import CacheKey, RangeCache
 from calib.methods import (
     ALL_METHODS,
@@ -286,7 +286,7 @@ def calibrate(
         ConfigError: an unknown method or target.
     """
     source = model if isinstance(model, SourceModel) else open_source_model(model)
-    out = Path(out_path) if out_path is not None else None
+    out = refuse_linked_pair(out_path) if out_path is not None else None
     with output_lock(out) if out is not None else contextlib.nullcontext():
         per_form = calibrate_forms(
             source, calib_data, forms_for(target), method=method, num_images=num_images,
@@ -404,6 +404,6 @@ def write_calibrated(
         source={"path": str(source.path), "sha256": source.sha256, "precision": "fp32"},
         extra={"layers": {layer.node: layer.label for layer in quantizable_layers(source.path)}},
     )
-    fault_point("between-renames")
+    fault_point("between-renames", out_path)
     write_manifest(out_path, manifest, sha)  # after the ONNX, with the sha256 of the bytes written
     return out_path

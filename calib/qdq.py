@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
-from alexnet_deploy.core.files import atomic_path
+from alexnet_deploy.core.files import atomic_path, link_into
 from alexnet_deploy.core.paths import require_file
 from alexnet_deploy.core.vocab import QuantTarget
 from calib.methods import Ranges, ort_method
@@ -202,7 +202,7 @@ def write_qdq(
         try:
             with _quiet_quantizer(), atomic_path(out_path) as tmp:
                 quantize_static(
-                    str(fp32_path),
+                    str(link_into(work, fp32_path, "model.onnx")),  # its MODEL-inferred.onnx goes to work/
                     str(tmp),
                     calibration_data_reader=None,
                     quant_format=QuantFormat.QDQ,
