@@ -335,6 +335,8 @@ def write_repository(
     try:
         with output_lock(repo, folder=True, sweep=False):
             _recover(repo)
+            for name, *_ in configs:
+                refuse_symlink(repo / name, "model folder")
             if existing := next((repo / n for n, *_ in configs if _exists(repo / n) and not options.force), None):
                 raise ArtifactError(f"{existing} already exists; pass --force to replace it.")
             staged: list[tuple[Path, Path]] = []

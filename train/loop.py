@@ -184,6 +184,7 @@ class _Run:
     budget: Budget | None = None
     stopped: bool = False
     best_on_disk: dict[str, Any] = field(default_factory=dict)  # what this run has put in best.pt
+    summary_written: bool = False  # summary.json is this run's (so an interruption may say so there)
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.wall_start
@@ -204,16 +205,33 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, resume_path, hooks: Hooks, 
         )
     run = _start(cfg, ctx, hooks, state, resume, resume_path, wall_start)
     try:
+        if ctx.is_main:
+            _open_folder(run, state, resume_path)
         for epoch in range(run.start_epoch, cfg.epochs + 1):
             if _epoch(run, epoch):
                 run.stopped = epoch < cfg.epochs
                 break
         return _finish(run)
     except BaseException:  # Ctrl-C, SIGTERM, an error: the summary must not call this run finished
-        if ctx.is_main:
+        if ctx.is_main and run.summary_written:
             with contextlib.suppress(Exception):
                 write_json_atomic(run.out / "summary.json", _progress_summary(run, "interrupted"))
         raise
+
+
+def _open_folder(run: _Run, state: dict[str, Any] | None, resume_path) -> None:
+    """Make the run folder this run's: ``summary.json`` says it is running (before anything else is replaced), the
+    configuration, and on a resume a ``best.pt`` repaired to the epoch the checkpoint names."""
+    for name in RUN_FILES:  # refused before anything is written, not after an epoch of training
+        refuse_symlink(run.out / name, "file")
+    write_json_atomic(run.out / "summary.json", _progress_summary(run, "running"))
+    run.summary_written = True
+    write_json_atomic(run.out / "config.json", run.cfg.to_dict())
+    if state is not None:
+        run.best, repaired = restore_best(run.out, state, run.cfg, resume_path)
+        run.best_on_disk = dict(run.best)
+        if repaired:
+            run.hooks.on_message(repaired)
 
 
 def _progress_summary(run: _Run, status: str) -> dict[str, Any]:
@@ -228,7 +246,7 @@ def _progress_summary(run: _Run, status: str) -> dict[str, Any]:
 
 
 def _start(cfg, ctx, hooks, state, resume, resume_path, wall_start) -> _Run:
-    """Data, model, optimizer and schedule; with ``state``, everything a checkpoint restores (and best.pt repaired)."""
+    """Data, model, optimizer and schedule; with ``state``, everything a checkpoint restores."""
     load_start = time.monotonic()
     data = build_dataloaders(cfg, ctx, on_progress=hooks.on_load_progress)
     skipped = f", {len(data.skipped)} unreadable image(s) skipped" if data.skipped else ""
@@ -254,16 +272,6 @@ def _start(cfg, ctx, hooks, state, resume, resume_path, wall_start) -> _Run:
         _restore(run, state, resume)
     if cfg.max_minutes:
         run.budget = Budget(cfg.max_minutes * 60, start=wall_start - run.elapsed_before, reserve=30.0)
-    if ctx.is_main:  # the folder exists: output_lock made it
-        for name in RUN_FILES:  # refused before anything is written, not after an epoch of training
-            refuse_symlink(run.out / name, "file")
-        write_json_atomic(run.out / "summary.json", _progress_summary(run, "running"))
-        write_json_atomic(run.out / "config.json", cfg.to_dict())
-        if state is not None:
-            run.best, repaired = restore_best(run.out, state, cfg, resume_path)
-            run.best_on_disk = dict(run.best)
-            if repaired:
-                hooks.on_message(repaired)
     return run
 
 

@@ -157,16 +157,28 @@ def write_error(exc: BaseException, path: str | Path) -> str | None:
     """One sentence for a failed write of ``path`` (``"Cannot write PATH: no space left on device."``), or None
     when ``exc`` is not an ordinary write fault. A library that hides the errno (torch's "file write failed") is
     recognised by the file system having no space left."""
-    path = Path(path)
+    path = user_path(path)
+    other = getattr(exc, "filename", None)
+    if other:
+        other = Path(os.fsdecode(other))
+        if user_path(other) != path and other.parent not in (path.parent, path):
+            return None  # a fault of another file (an input read while writing): not this write's
     cause = WRITE_FAULTS.get(exc.errno) if isinstance(exc, OSError) else None
     if cause is None and isinstance(exc, (OSError, RuntimeError)) and _nearly_full(path.parent):
         cause = WRITE_FAULTS[errno.ENOSPC]
     if cause is None:
         return None
-    where = getattr(exc, "filename", None) or path
-    if Path(where).name.startswith(".") and is_ours(Path(where).name):
-        where = path  # name what the user asked for, not our temporary name
-    return f"Cannot write {where}: {cause}."
+    return f"Cannot write {path}: {cause}."  # what the user named, not our temporary or lock file
+
+
+def user_path(path: str | Path) -> Path:
+    """The path the user knows for one of ours: ``DIR/.NAME.~adtmp~.../x/y`` -> ``DIR/NAME``; others unchanged."""
+    path = Path(path)
+    for i, part in enumerate(path.parts):
+        parsed = parse_temp_name(part)
+        if parsed is not None:
+            return Path(*path.parts[:i], parsed.name)
+    return path
 
 
 def _nearly_full(folder: Path) -> bool:
@@ -391,7 +403,8 @@ def work_dir(beside: str | Path, what: str) -> Iterator[Path]:
     ``tempfile``'s default folder, so the temporary folders made inside (ours and onnxruntime's) go with it.
 
     Raises:
-        ArtifactError: the folder cannot be written.
+        ArtifactError: the folder cannot be written, or a write inside it failed for an ordinary cause (no space
+            left...), named as a write of ``beside``.
     """
     beside = Path(beside)
     ensure_folder(beside.parent, allow_link=True)
@@ -399,6 +412,11 @@ def work_dir(beside: str | Path, what: str) -> Iterator[Path]:
     previous, tempfile.tempdir = tempfile.tempdir, str(path)
     try:
         yield path
+    except Exception as exc:  # a library writing into our work folder on a full disk: name the output
+        sentence = None if isinstance(exc, ArtifactError) else write_error(exc, beside)
+        if sentence is not None:
+            raise ArtifactError(sentence) from None
+        raise
     finally:
         tempfile.tempdir = previous
         remove_ours(path)
@@ -515,17 +533,20 @@ def lock_path(output: str | Path, folder: bool = False) -> Path:
     return output / FOLDER_LOCK if folder else output.with_name(f".{output.name}.lock")
 
 
-def _open_lock(path: Path) -> int:
+def _open_lock(path: Path, output: Path) -> int:
     """Open (or create) a lock file without following a link; it must be a regular file with one name."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o666)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ArtifactError(
                 f"The lock file {path} is a symbolic link, which alexnet-deploy never makes or writes through; "
                 "remove it and retry."
             ) from None
-        _raise_write_error(exc, path)
+        if exc.errno == errno.EISDIR:
+            raise ArtifactError(f"The lock file {path} is not a regular file, so it is not one alexnet-deploy made; "
+                                "remove it and retry.") from None  # fmt: skip
+        _raise_write_error(exc, output)
         raise ArtifactError(f"Cannot write to {path.parent}: {exc.strerror or exc}.") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
@@ -540,7 +561,8 @@ def output_lock(output: str | Path, *, folder: bool = False, sweep: bool = True)
     """Hold the lock of ``output`` while writing it; a second writer fails at once with a sentence.
 
     The lock is a ``flock`` on ``.NAME.lock`` beside a file output, or on :data:`FOLDER_LOCK` inside a folder
-    output (``folder``: a training run, a Triton repository; it is created). The kernel drops it when the holder
+    output (``folder``: a training run, a Triton repository; it is created, and removed again if nothing else was
+    written into it). The kernel drops it when the holder
     exits, also after ``kill -9``, so a stale lock file never blocks a later run. Taking it also sweeps the
     leftovers of earlier, interrupted writers of ``output`` (unless ``sweep`` is False: the caller sweeps).
 
@@ -550,12 +572,13 @@ def output_lock(output: str | Path, *, folder: bool = False, sweep: bool = True)
     """
     output = refuse_symlink(output)
     path = lock_path(output, folder)
+    created = folder and not output.exists()
     if folder:
         ensure_folder(output)
     else:
         ensure_folder(output.parent, allow_link=True)
     while True:
-        fd = _open_lock(path)
+        fd = _open_lock(path, output)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -585,3 +608,6 @@ def output_lock(output: str | Path, *, folder: bool = False, sweep: bool = True)
             if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
                 path.unlink()
         os.close(fd)
+        if created:
+            with contextlib.suppress(OSError):
+                output.rmdir()  # made for this run and nothing written: leave no empty folder (fails if not empty)
