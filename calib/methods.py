@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from alexnet_deploy.core.errors import ConfigError
-from alexnet_deploy.core.files import link_into
+from alexnet_deploy.core.files import link_into, scratch_dir
 from alexnet_deploy.core.vocab import CONCRETE_METHODS, CalibrationMethod
 
 log = logging.getLogger(__name__)
@@ -247,7 +246,7 @@ def compute_ranges(
     total = len(reader)
     if total == 0:
         raise ConfigError("The calibration reader gave no images.")
-    with tempfile.TemporaryDirectory(prefix="alexnet-deploy-calib-") as work:
+    with scratch_dir("alexnet-deploy-calib-") as work:
         # onnxruntime writes MODEL-inferred.onnx beside the path it is given: give it a link in our work folder,
         # so nothing is written beside the source model (a read-only folder, a second calibration, a kill).
         calibrator = make_calibrator(link_into(work, model_path, "model.onnx"), options, work, op_types)

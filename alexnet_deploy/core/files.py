@@ -158,12 +158,11 @@ def write_error(exc: BaseException, path: str | Path) -> str | None:
     when ``exc`` is not an ordinary write fault. A library that hides the errno (torch's "file write failed") is
     recognised by the file system having no space left."""
     path = user_path(path)
-    other = getattr(exc, "filename", None)
-    if other:
-        other = Path(os.fsdecode(other))
-        if user_path(other) != path and other.parent not in (path.parent, path):
-            return None  # a fault of another file (an input read while writing): not this write's
     cause = WRITE_FAULTS.get(exc.errno) if isinstance(exc, OSError) else None
+    if cause is not None and exc.errno in (errno.EACCES, errno.EPERM):  # may be about an input read meanwhile
+        names = [Path(os.fsdecode(n)) for n in (exc.filename, exc.filename2) if n]
+        if names and not any(user_path(n) == path or n.parent in (path.parent, path) for n in names):
+            return None
     if cause is None and isinstance(exc, (OSError, RuntimeError)) and _nearly_full(path.parent):
         cause = WRITE_FAULTS[errno.ENOSPC]
     if cause is None:
@@ -420,6 +419,26 @@ def work_dir(beside: str | Path, what: str) -> Iterator[Path]:
     finally:
         tempfile.tempdir = previous
         remove_ours(path)
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A ``tempfile.TemporaryDirectory`` (inside :func:`work_dir` when one is open) for a library's work files.
+
+    A library that fails on a full disk with its own exception (onnx's shape inference writes a truncated file
+    silently, and the load after it raises ``DecodeError``) is recognised here, before the folder is removed and
+    the space freed: one sentence, naming the output.
+
+    Raises:
+        ArtifactError: the file system of the folder is full.
+    """
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        try:
+            yield Path(work)
+        except Exception as exc:
+            if not isinstance(exc, ArtifactError) and _nearly_full(Path(work)):
+                raise ArtifactError(f"Cannot write {user_path(work)}: {WRITE_FAULTS[errno.ENOSPC]}.") from None
+            raise
 
 
 def link_into(work: str | Path, source: str | Path, name: str | None = None) -> Path:

@@ -126,7 +126,7 @@ def test_without_an_atomic_swap_a_run_killed_between_its_renames_is_put_back_by_
                  fault="between-renames:alexnet")  # fmt: skip
     assert killed.returncode == -signal.SIGKILL and "cannot swap folders in one step" in " ".join(killed.stderr.split())
     assert not (repo / "alexnet").exists()  # the one instant a file system without the swap exposes...
-    hidden = [p for p in repo.iterdir() if (parse_temp_name(p.name) or (0, "")).what == "old"]
+    hidden = [p for p in repo.iterdir() if getattr(parse_temp_name(p.name), "what", None) == "old"]
     assert len(hidden) == 1 and _max_batch(hidden[0]) == 8
     result = runner.invoke(app, ["triton", str(fp32), "--repo", str(repo)])  # no --force: the model is back
     one_sentence(result, 1, f"{repo / 'alexnet'} already exists; pass --force to replace it")
