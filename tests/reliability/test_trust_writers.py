@@ -245,7 +245,7 @@ def built(fp32, tiny20, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("built")
     model = onnx.load(str(fp32))
-    bias = next(t for t in reversed(model.graph.initializer) if len(t.dims) == 1)
+    bias = next(t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and list(t.dims) == [20])
     values = numpy_helper.to_array(bias).copy()
     values[0] += np.float32(0.25)
     bias.CopyFrom(numpy_helper.from_array(values, bias.name))
