@@ -224,7 +224,7 @@ def ensure_folder(folder: str | Path, *, allow_link: bool = False) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise ArtifactError(f"{folder} is a file, not a folder.") from None
+        raise ArtifactError(f"Cannot write to {folder}: it is a file, not a folder.") from None
     except OSError as exc:
         raise ArtifactError(write_error(exc, folder) or f"Cannot write to {folder}: {exc.strerror or exc}.") from None
     return folder
