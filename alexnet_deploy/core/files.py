@@ -11,8 +11,12 @@
 * :func:`sweep_leftovers` removes only names that carry our marker, whose writer is provably dead (its pid is gone
   or now belongs to a process that started at another time), never following a link and never another user's.
   Anything else in an output folder belongs to the user and is never touched.
-* :func:`write_error` turns a failed write (disk full, read-only, permission, quota) into one sentence naming the
-  path and the cause.
+* A failed write (disk full, read-only, permission, quota) is one sentence naming the path and the cause
+  (:func:`~alexnet_deploy.core.faults.write_error`).
+
+The names (:mod:`~alexnet_deploy.core.tempnames`) and the fault sentences and test fault points
+(:mod:`~alexnet_deploy.core.faults`) live in their own modules; their public names are re-exported here, the one
+place the rest of the code imports from.
 """
 
 from __future__ import annotations
@@ -24,168 +28,50 @@ import fcntl
 import hashlib
 import logging
 import os
-import re
-import secrets
 import shutil
-import signal
 import stat
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 from alexnet_deploy.core.errors import ArtifactError
+from alexnet_deploy.core.faults import (
+    FAULT_ENV,
+    FAULT_SIGNAL_ENV,
+    WRITE_FAULTS,
+    fault_point,
+    nearly_full,
+    write_error,
+)
+from alexnet_deploy.core.tempnames import (
+    MARKER,
+    NAME_KEEP,
+    TempName,
+    is_ours,
+    parse_temp_name,
+    process_start,
+    temp_name,
+    user_path,
+    writer_alive,
+)
 
 log = logging.getLogger(__name__)
 
-#: The token every temporary name of ours carries; no user file plausibly has it.
-MARKER = "~adtmp~"
-_OURS = re.compile(
-    rf"^\.(?P<name>.+)\.{re.escape(MARKER)}(?P<pid>\d+)-(?P<start>\d+)-(?P<what>[a-z0-9]+)-(?P<rand>[0-9a-f]{{8}})$"
-)
 #: The lock file of an output *folder* (a training run, a Triton repository) lives inside it under this name.
 FOLDER_LOCK = ".alexnet-deploy.lock"
 #: Leftovers of a dead writer of *another* output are removed only once they are this old (seconds), so a writer
 #: on another machine sharing the folder (NFS, where its pid means nothing here) is never robbed mid-write.
 STALE_AFTER_S = 600.0
-#: A name longer than this is shortened inside temporary names (the file system allows 255 bytes in all).
-_NAME_KEEP = 150
 
-#: Fault injection for the tests: a process whose environment names one of its fault points (``"before-rename"``,
-#: or ``"before-rename:best.pt"`` for one file) stops there. How is :data:`FAULT_SIGNAL_ENV`: ``KILL`` (default,
-#: as ``kill -9`` or a power cut would), ``TERM`` or ``HUP`` (as ``docker stop`` or a closed terminal would), or
-#: ``ENOSPC`` (the write fails as on a full disk).
-FAULT_ENV = "ALEXNET_DEPLOY_KILL_AT"
-FAULT_SIGNAL_ENV = "ALEXNET_DEPLOY_KILL_SIGNAL"
-
-#: The errno values of ordinary write faults, each with the cause a sentence names.
-WRITE_FAULTS = {
-    errno.ENOSPC: "no space left on device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EFBIG: "file too large",
-}
-_DISK_FULL_BYTES = 1 << 20  # a folder with less than this free after a failed write is full
-
-
-def fault_point(name: str, path: str | Path | None = None) -> None:
-    """Stop here as :data:`FAULT_ENV` / :data:`FAULT_SIGNAL_ENV` say (tests only; unset, it does nothing)."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec or spec not in (name, f"{name}:{Path(path).name if path is not None else ''}"):
-        return
-    how = os.environ.get(FAULT_SIGNAL_ENV, "KILL").upper()
-    if how == "ENOSPC":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path or ""))
-    os.kill(os.getpid(), getattr(signal, f"SIG{how}"))
-    time.sleep(1)  # a caught signal's handler runs at the next bytecode; never run past the point meanwhile
-
-
-# -- who wrote it -------------------------------------------------------------------------------------------------
-def process_start(pid: int) -> int | None:
-    """A process's start time (clock ticks after boot, ``/proc/<pid>/stat`` field 22); None when it is gone or a
-    zombie. Where there is no ``/proc`` (not Linux), 0 for any process that exists."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return 0
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
-    return None if fields[0] == "Z" else int(fields[19])
-
-
-_IDENTITY: list[tuple[int, int]] = []
-
-
-def _identity() -> tuple[int, int]:
-    """This process's (pid, start time), read once per process (a forked child reads its own)."""
-    pid = os.getpid()
-    if not _IDENTITY or _IDENTITY[0][0] != pid:
-        _IDENTITY[:] = [(pid, process_start(pid) or 0)]
-    return _IDENTITY[0]
-
-
-def writer_alive(pid: int, start: int) -> bool:
-    """Whether the writer ``pid`` that started at ``start`` is still running (a reused pid is not it)."""
-    now = process_start(pid)
-    return now is not None and (now == start or now == 0)
-
-
-def temp_name(path: str | Path, what: str) -> str:
-    """A fresh temporary name of ours for ``path``: ``.NAME.~adtmp~<pid>-<start>-<what>-<random>``."""
-    pid, start = _identity()
-    return f".{Path(path).name[:_NAME_KEEP]}.{MARKER}{pid}-{start}-{what}-{secrets.token_hex(4)}"
-
-
-class TempName(NamedTuple):
-    """What one of our temporary names says: whose output (``name``), what it is, and whether its writer lives."""
-
-    name: str
-    what: str
-    pid: int
-    alive: bool
-
-
-def parse_temp_name(name: str) -> TempName | None:
-    """Read one of our temporary names (None for any other name, which is never ours)."""
-    m = _OURS.match(name)
-    if m is None:
-        return None
-    pid, start = int(m["pid"]), int(m["start"])
-    alive = (pid, start) == _identity() or writer_alive(pid, start)
-    return TempName(m["name"], m["what"], pid, alive)
-
-
-def is_ours(name: str) -> bool:
-    """Whether ``name`` is one of our temporary names."""
-    return _OURS.match(name) is not None
-
-
-# -- what a failed write says -------------------------------------------------------------------------------------
-def write_error(exc: BaseException, path: str | Path) -> str | None:
-    """One sentence for a failed write of ``path`` (``"Cannot write PATH: no space left on device."``), or None
-    when ``exc`` is not an ordinary write fault. A library that hides the errno (torch's "file write failed") is
-    recognised by the file system having no space left."""
-    path = user_path(path)
-    cause = WRITE_FAULTS.get(exc.errno) if isinstance(exc, OSError) else None
-    if cause is not None and exc.errno in (errno.EACCES, errno.EPERM):  # may be about an input read meanwhile
-        names = [Path(os.fsdecode(n)) for n in (exc.filename, exc.filename2) if n]
-        if names and not any(user_path(n) == path or n.parent in (path.parent, path) for n in names):
-            return None
-    if cause is None and isinstance(exc, (OSError, RuntimeError)) and _nearly_full(path.parent):
-        cause = WRITE_FAULTS[errno.ENOSPC]
-    if cause is None:
-        return None
-    return f"Cannot write {path}: {cause}."  # what the user named, not our temporary or lock file
-
-
-def user_path(path: str | Path) -> Path:
-    """The path the user knows for one of ours: ``DIR/.NAME.~adtmp~.../x/y`` -> ``DIR/NAME``; others unchanged."""
-    path = Path(path)
-    for i, part in enumerate(path.parts):
-        parsed = parse_temp_name(part)
-        if parsed is not None:
-            return Path(*path.parts[:i], parsed.name)
-    return path
-
-
-def _nearly_full(folder: Path) -> bool:
-    try:
-        st = os.statvfs(folder)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < _DISK_FULL_BYTES
+__all__ = [
+    "FAULT_ENV", "FAULT_SIGNAL_ENV", "FOLDER_LOCK", "MARKER", "STALE_AFTER_S", "WRITE_FAULTS", "TempName",
+    "atomic_path", "copy_atomic", "create_temp_dir", "create_temp_file", "ensure_folder", "exchange",
+    "fault_point", "fsync_path", "is_ours", "link_into", "lock_path", "output_lock", "parse_temp_name",
+    "process_start", "refuse_symlink", "remove_ours", "rename_new", "replace_durably", "scratch_dir",
+    "sha256_file", "sha256_text", "sweep_leftovers", "temp_name", "user_path", "work_dir", "write_bytes_atomic",
+    "write_error", "write_json_atomic", "write_new_file", "writer_alive",
+]  # fmt: skip
 
 
 def _raise_write_error(exc: BaseException, path: Path) -> None:
@@ -436,7 +322,7 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         try:
             yield Path(work)
         except Exception as exc:
-            if not isinstance(exc, ArtifactError) and _nearly_full(Path(work)):
+            if not isinstance(exc, ArtifactError) and nearly_full(work):
                 raise ArtifactError(f"Cannot write {user_path(work)}: {WRITE_FAULTS[errno.ENOSPC]}.") from None
             raise
 
@@ -537,7 +423,7 @@ def sweep_leftovers(output: str | Path, *, inside: bool = False) -> list[Path]:
             continue
         if stat.S_ISLNK(st.st_mode) or st.st_uid != os.geteuid():
             continue
-        mine = inside or m.name == output.name[:_NAME_KEEP]
+        mine = inside or m.name == output.name[:NAME_KEEP]
         if mine or now - st.st_mtime > STALE_AFTER_S:
             remove_ours(entry.path)
             removed.append(Path(entry.path))

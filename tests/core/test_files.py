@@ -1,12 +1,11 @@
-"""core/files: our temporary names, the writer's identity (pid and start time), files and locks that never follow a
-symbolic link, the sweep that touches only our own leftovers of dead writers, folder swaps, write-fault sentences.
+"""core/files (with core/tempnames and core/faults): our temporary names, the writer's identity (pid and start
+time), files and locks that never follow a symbolic link, the sweep that touches only our own leftovers of dead
+writers, folder swaps, write-fault sentences.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from alexnet_deploy.core import files
+from alexnet_deploy.core import faults, files, tempnames
 from alexnet_deploy.core.errors import ArtifactError
 from alexnet_deploy.core.files import (
     MARKER,
@@ -30,9 +29,7 @@ from alexnet_deploy.core.files import (
     sweep_leftovers,
     temp_name,
     write_bytes_atomic,
-    write_error,
     write_new_file,
-    writer_alive,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,21 +45,6 @@ def _victim(tmp_path: Path) -> Path:
     victim.parent.mkdir()
     victim.write_text("the user's own words\n")
     return victim
-
-
-def test_a_temporary_name_says_whose_it_is_and_a_reused_pid_is_not_alive():
-    name = temp_name(Path("/x/model.onnx"), "build")
-    parsed = parse_temp_name(name)
-    assert name.startswith(f".model.onnx.{MARKER}{os.getpid()}-{process_start(os.getpid())}-build-")
-    assert parsed is not None and parsed.name == "model.onnx" and parsed.what == "build" and parsed.alive
-    parent = os.getppid()
-    assert writer_alive(parent, process_start(parent))
-    assert not writer_alive(parent, process_start(parent) + 1)  # the same pid, another process: not the writer
-    assert not writer_alive(_dead_pid(), 1)
-    # Names users give their own files never parse as ours.
-    for user_name in (".notes.2024.md", ".env.12345.local", ".model.onnx.20240101.bak", ".model.onnx.123.abc.tmp",
-                      f".x.{MARKER}12-34-tmp-nothex!!", f"x.{MARKER}12-34-tmp-0123abcd"):  # fmt: skip
-        assert parse_temp_name(user_name) is None, user_name
 
 
 def test_the_sweep_removes_only_our_marked_leftovers_of_dead_writers(tmp_path):
@@ -118,7 +100,7 @@ def test_temporary_files_never_open_a_planted_link(tmp_path, monkeypatch):
     victim = _victim(tmp_path)
     out = tmp_path / "model.onnx"
     names = iter(["0123abcd", "0123abcd", "4567abcd"])
-    monkeypatch.setattr(files.secrets, "token_hex", lambda n: next(names))
+    monkeypatch.setattr(tempnames.secrets, "token_hex", lambda n: next(names))
     planted = out.with_name(temp_name(out, "tmp"))  # the next name create_temp_file will try
     planted.symlink_to(victim)
     tmp = create_temp_file(out)
@@ -215,18 +197,6 @@ def test_write_new_file_never_writes_through_a_link(tmp_path):
     assert victim.read_text() == "the user's own words\n" and (tmp_path / "b.png").read_bytes() == b"png"
 
 
-def test_write_faults_are_one_sentence_naming_the_output_and_the_cause(tmp_path):
-    out = tmp_path / "model.onnx"
-    tmp = out.with_name(temp_name(out, "tmp"))
-    for code, cause in [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "the file system is read-only"),
-                        (errno.EDQUOT, "disk quota exceeded"), (errno.EACCES, "permission denied")]:  # fmt: skip
-        sentence = write_error(OSError(code, os.strerror(code), str(tmp)), out)
-        assert sentence == f"Cannot write {out}: {cause}."
-    assert write_error(OSError(errno.ENOENT, "No such file", str(tmp)), out) is None
-    assert write_error(OSError(errno.EACCES, "denied", "/elsewhere/input.onnx"), out) is None  # another file's
-    assert write_error(RuntimeError("file write failed"), out) is None  # plenty of space here
-
-
 def test_a_failed_write_leaves_nothing_and_says_why(tmp_path, monkeypatch):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"old")
@@ -235,21 +205,8 @@ def test_a_failed_write_leaves_nothing_and_says_why(tmp_path, monkeypatch):
     with pytest.raises(ArtifactError, match=f"^Cannot write {out}: no space left on device.$"):
         write_bytes_atomic(out, b"new")
     assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
-    monkeypatch.setattr(files, "_nearly_full", lambda folder: True)  # torch hides ENOSPC in a RuntimeError
+    monkeypatch.setattr(faults, "nearly_full", lambda folder: True)  # torch hides ENOSPC in a RuntimeError
     monkeypatch.delenv(files.FAULT_ENV)
     with pytest.raises(ArtifactError, match="no space left on device"), atomic_path(out):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
     assert out.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
-
-
-def test_a_fault_point_names_one_file_and_a_signal(tmp_path):
-    code = ("from alexnet_deploy.core.files import write_bytes_atomic\n"
-            f"write_bytes_atomic({str(tmp_path / 'a.json')!r}, b'a')\n"
-            f"write_bytes_atomic({str(tmp_path / 'b.json')!r}, b'b')\n")  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO), files.FAULT_ENV: "after-rename:b.json"}
-    killed = subprocess.run([sys.executable, "-c", code], env=env, check=False)
-    assert killed.returncode == -signal.SIGKILL and (tmp_path / "b.json").read_bytes() == b"b"
-    env |= {files.FAULT_ENV: "before-rename:a.json", files.FAULT_SIGNAL_ENV: "TERM"}
-    (tmp_path / "a.json").unlink()
-    termed = subprocess.run([sys.executable, "-c", code], env=env, check=False)
-    assert termed.returncode == -signal.SIGTERM and not (tmp_path / "a.json").exists()
