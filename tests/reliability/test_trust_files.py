@@ -40,6 +40,7 @@ from typer.testing import CliRunner
 
 from alexnet_deploy.cli.main import app
 from alexnet_deploy.core.data import class_names
+from alexnet_deploy.core.errors import ArtifactError
 from alexnet_deploy.core.files import FOLDER_LOCK, MARKER, parse_temp_name
 from alexnet_deploy.core.manifest import load_manifest, sidecar_path
 
@@ -150,6 +151,16 @@ def test_a_range_cache_folder_planted_as_a_link_is_neither_read_nor_written(sour
     assert "is a symbolic link, not one we made; not using it" in " ".join(result.output.split())
     assert "were not cached" in " ".join(result.output.split())
     assert snapshot(victim_dir) == before and load_manifest(out).precision == "int8"
+
+
+def test_a_report_file_planted_as_a_link_refuses_the_whole_report(tmp_path):
+    from alexnet_deploy.report import write_report
+
+    victim = _victim(tmp_path)
+    (tmp_path / "report.html").symlink_to(victim)
+    with pytest.raises(ArtifactError, match="report.html is a symbolic link"):
+        write_report(tmp_path, {"title": "t"})
+    assert victim.read_bytes() == VICTIM and sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "report.html"]
 
 
 # -- 2. the user's files beside every output ------------------------------------------------------------------------
