@@ -40,9 +40,9 @@ import numpy as np
 from alexnet_deploy.backends.verification import verify_file
 from alexnet_deploy.core.accuracy import GateResult, metrics
 from alexnet_deploy.core.errors import ConfigError, GateError
-from alexnet_deploy.core.files import output_lock, work_dir
+from alexnet_deploy.core.files import link_into, output_lock, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn, load_eval_images
-from alexnet_deploy.core.manifest import Manifest, place_artifact
+from alexnet_deploy.core.manifest import Manifest, place_artifact, refuse_linked_pair
 from alexnet_deploy.core.vocab import BackendName, Precision
 from alexnet_deploy.requests import BuildRequest
 from alexnet_deploy.selection import (
@@ -152,7 +152,7 @@ def build(
         DataError / ArtifactError / ConfigError / MissingBackendError: bad inputs, caught before anything is written.
     """
     request = request or BuildRequest()
-    out = Path(out) if out is not None else None
+    out = refuse_linked_pair(out) if out is not None else None
     if out is not None and out.is_dir():
         raise ConfigError(f"The output {out} is a folder; give a file name.")
     with output_lock(out) if out is not None else contextlib.nullcontext():
@@ -209,7 +209,8 @@ def _deployables(prepared: Prepared, request: BuildRequest, staging: Path, progr
     (the calibrations, INT8 only, by Q/DQ form)."""
     source, precision = prepared.source, request.precision
     if precision is Precision.BF16:  # OpenVINO computes in bf16 from the FP32 graph itself
-        return {None: source.path}, {}
+        # A link in staging, so that each engine is compiled into the staging folder, never beside the source.
+        return {None: link_into(staging, source.path, "model.fp32.onnx")}, {}
     if precision is Precision.FP16:
         from export import convert_fp16
 

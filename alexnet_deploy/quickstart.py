@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 
 from alexnet_deploy.core.data import ImageFolderDataset, folder_fingerprint, is_synthetic, make_synthetic_imagefolder
 from alexnet_deploy.core.errors import ConfigError, DataError
-from alexnet_deploy.core.files import sha256_file, sha256_text, write_json_atomic
+from alexnet_deploy.core.files import copy_atomic, ensure_folder, sha256_file, sha256_text, write_json_atomic
 from alexnet_deploy.core.manifest import load_manifest
 from alexnet_deploy.report import write_report
 
@@ -281,7 +280,7 @@ def run_quickstart(opts: QuickstartOptions, *, say: Say = log.info, train_hooks=
     """
     if opts.train_minutes <= 0:
         raise ConfigError("--train-minutes must be positive.")
-    opts.out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(opts.out)
     stages = _Stages(opts.out, opts.force, say)
     data, synthetic = _prepare_data(opts, say)
     data_key = _data_key(data)
@@ -305,7 +304,7 @@ def run_quickstart(opts: QuickstartOptions, *, say: Say = log.info, train_hooks=
     bench = _bench(opts, artifacts, checkpoint, stages, say)
 
     if training.get("curves_png") and Path(training["curves_png"]).is_file():
-        shutil.copyfile(training["curves_png"], opts.out / "curves.png")
+        copy_atomic(training["curves_png"], opts.out / "curves.png")
     gate = int8["gate"]
     results = {
         "title": "alexnet-deploy quickstart" + (" (SYNTHETIC data)" if synthetic else ""),

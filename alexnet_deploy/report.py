@@ -23,7 +23,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.core.files import write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.files import refuse_symlink, write_bytes_atomic, write_json_atomic
 
 
 def _pct(x: float | None) -> str:
@@ -227,6 +227,8 @@ def render_html(results: dict[str, Any], base: Path) -> str:
 def write_report(out_dir: str | Path, results: dict[str, Any]) -> Path:
     """Write ``results.json``, ``report.md`` and ``report.html`` into ``out_dir``; return the Markdown path."""
     out_dir = Path(out_dir)
+    for name in ("results.json", "report.md", "report.html"):  # a planted link refuses the set before any is written
+        refuse_symlink(out_dir / name)
     write_json_atomic(out_dir / "results.json", results)
     md = out_dir / "report.md"
     write_bytes_atomic(md, render_markdown(results).encode())

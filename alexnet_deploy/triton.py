@@ -20,17 +20,18 @@ of the runner code beside the artifact), which a server without those backends c
 
 Only artifacts whose sidecar describes them (same sha256) are taken, and a failed accuracy gate only when forced.
 Each model folder is built in a staging folder beside ``DIR/NAME``, checked against Triton's ``ModelConfig``
-schema when tritonclient is installed (:mod:`alexnet_deploy.triton_config`), and renamed into place; on any
-failure nothing is left behind.
+schema when tritonclient is installed (:mod:`alexnet_deploy.triton_config`), and swapped into place in one step
+under the repository's lock (a reader never sees the model missing); on any failure nothing is left behind, and
+a killed run's hidden copies are removed by the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -39,9 +40,24 @@ from typing import Any
 
 from alexnet_deploy import __version__
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
+from alexnet_deploy.core.files import (
+    create_temp_dir,
+    exchange,
+    fault_point,
+    output_lock,
+    parse_temp_name,
+    refuse_symlink,
+    remove_ours,
+    rename_new,
+    sweep_leftovers,
+    temp_name,
+    write_error,
+)
 from alexnet_deploy.core.manifest import Manifest, sidecar_path
 from alexnet_deploy.triton_backends import Serving, choose_serving, stage_python_model
 from alexnet_deploy.triton_config import PLATFORM_FILES, Ident, to_pbtxt, validate_config
+
+log = logging.getLogger(__name__)
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "plan": "tensorrt_plan"}
 MODEL_FILES = {kind: PLATFORM_FILES[platform] for kind, platform in PLATFORMS.items()}  # model.onnx, model.plan
@@ -321,35 +337,64 @@ def write_repository(
 ) -> list[WrittenModel]:
     """Write the Triton model(s) of ``paths`` into the model repository ``repo``: all of them or nothing.
 
+    Under the repository's lock (a second writer fails at once), each model folder is staged inside ``repo`` and
+    swapped with ``repo/NAME`` in one step (:func:`_swap_in`), so Triton's repository poller never sees a model
+    missing; the old folder is removed afterwards. A killed run's staging folders are removed by the next run.
+
     Returns:
         The models written, in order.
 
     Raises:
         ArtifactError, ConfigError: an artifact cannot be served, the options do not fit it, a model folder
-            exists and ``options.force`` is not set, or the written config fails validation.
+            exists and ``options.force`` is not set, another process is writing ``repo``, or the written config
+            fails validation.
     """
     options, repo = options or TritonOptions(), Path(repo)
     groups = group_artifacts([load_artifact(p, options.force) for p in paths], options.name)
     configs = [(name, arts, *model_config(name, arts, options)) for name, arts in groups]
-    if existing := next((repo / n for n, *_ in configs if (repo / n).exists() and not options.force), None):
-        raise ArtifactError(f"{existing} already exists; pass --force to replace it.")
+    refuse_symlink(repo, "model repository")
     created = not repo.exists()
-    staged: list[tuple[Path, Path]] = []
     try:
-        repo.mkdir(parents=True, exist_ok=True)
-        models = []
-        for name, arts, text, facts in configs:
-            staged.append((Path(tempfile.mkdtemp(prefix=f".{name}.staging-", dir=repo)), repo / name))
-            models.append(_stage_model(staged[-1][0], name, arts, text, facts, options))
-        _swap_in(staged)
-    except OSError as exc:
-        raise ArtifactError(f"Cannot write the model repository {repo}: {exc.strerror or exc}.") from None
+        with output_lock(repo, folder=True, sweep=False):
+            _recover(repo)
+            for name, *_ in configs:
+                refuse_symlink(repo / name, "model folder")
+            if existing := next((repo / n for n, *_ in configs if _exists(repo / n) and not options.force), None):
+                raise ArtifactError(f"{existing} already exists; pass --force to replace it.")
+            staged: list[tuple[Path, Path]] = []
+            try:
+                models = []
+                for name, arts, text, facts in configs:
+                    staged.append((create_temp_dir(repo / name, "staging", 0o755), repo / name))
+                    models.append(_stage_model(staged[-1][0], name, arts, text, facts, options))
+                _swap_in(staged)
+            except OSError as exc:
+                sentence = write_error(exc, repo) or f"Cannot write the model repository {repo}: {exc.strerror or exc}."
+                raise ArtifactError(sentence) from None
+            finally:
+                for stage, _ in staged:
+                    remove_ours(stage)  # the new model's staging folder on failure, the old model's on success
     finally:
-        for stage, _ in staged:
-            shutil.rmtree(stage, ignore_errors=True)
         if created and repo.is_dir() and not any(repo.iterdir()):
             repo.rmdir()  # a failure leaves no empty repository behind either
     return models
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _recover(repo: Path) -> None:
+    """Put back a model folder that a run killed mid-replacement on a file system without an atomic swap left only
+    as its hidden old copy; then sweep the dead writers' leftovers (staging folders, old copies)."""
+    for entry in sorted(repo.iterdir()):
+        m = parse_temp_name(entry.name)
+        if m is None or m.what != "old" or m.alive or _exists(repo / m.name) or not entry.is_dir():
+            continue
+        with contextlib.suppress(OSError):
+            rename_new(entry, repo / m.name)
+            log.warning("Restored %s from an interrupted replacement.", repo / m.name)
+    sweep_leftovers(repo, inside=True)
 
 
 def _stage_model(stage: Path, name: str, artifacts, text: str, facts: dict[str, Any], options) -> WrittenModel:
@@ -378,27 +423,41 @@ def _stage_model(stage: Path, name: str, artifacts, text: str, facts: dict[str, 
 
 
 def _swap_in(staged: list[tuple[Path, Path]]) -> None:
-    """Rename each staging folder onto its model folder; if one rename fails, put every folder back."""
-    moved: list[tuple[Path, Path, Path | None]] = []  # (stage, target, where the old target went)
-    backups: list[Path] = []
+    """Put each staging folder in place of its model folder in one step; if one fails, put every folder back.
+
+    An existing model folder is swapped with its staging folder by ``renameat2(RENAME_EXCHANGE)`` (Linux 3.15+,
+    ext4, xfs, btrfs, tmpfs): a reader sees the old model or the new one, never none. A file system without it
+    (NFS, some FUSE ones) gets two renames with a warning: for that instant the model is missing, and a run
+    killed between them leaves the old folder hidden beside it, which the next run puts back (:func:`_recover`).
+    Afterwards each staging folder holds the old model, for the caller to remove.
+    """
+    done: list[tuple[Path, Path, str]] = []
     try:
         for stage, target in staged:
-            backup = None
-            if target.exists():
-                backups.append(Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent)))
-                backup = backups[-1] / "model"
-                os.replace(target, backup)
-            moved.append((stage, target, backup))
-            os.replace(stage, target)
-    except OSError:
-        for stage, target, backup in reversed(moved):
-            if not stage.exists() and target.exists():
-                os.replace(target, stage)
-            if backup is not None:
-                os.replace(backup, target)
-        for folder in backups:
+            refuse_symlink(target, "model folder")
+            fault_point("before-swap", target)
+            if not _exists(target):
+                rename_new(stage, target)
+                done.append((stage, target, "new"))
+            elif exchange(stage, target):
+                done.append((stage, target, "swapped"))
+            else:
+                log.warning("%s cannot swap folders in one step; %s is missing for an instant.", target.parent, target)
+                hidden = target.with_name(temp_name(target, "old"))
+                os.rename(target, hidden)
+                fault_point("between-renames", target)
+                os.rename(stage, target)
+                os.rename(hidden, stage)
+                done.append((stage, target, "swapped"))
+            fault_point("after-swap", target)
+    except BaseException:
+        for stage, target, how in reversed(done):
             with contextlib.suppress(OSError):
-                os.rmdir(folder)  # empty again; were it not, an old model would still be inside, so keep it
+                if how == "new":
+                    os.rename(target, stage)
+                elif not exchange(stage, target):
+                    hidden = target.with_name(temp_name(target, "old"))
+                    os.rename(target, hidden)
+                    os.rename(stage, target)
+                    os.rename(hidden, stage)
         raise
-    for folder in backups:
-        shutil.rmtree(folder, ignore_errors=True)

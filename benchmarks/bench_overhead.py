@@ -9,7 +9,6 @@ machine hits both; the script prints both medians and their difference (the targ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from common import ensure_artifacts  # noqa: E402
 
 from alexnet_deploy.backends.onnxruntime import OnnxRuntimeRunner  # noqa: E402
 from alexnet_deploy.bench import BenchConfig, BenchTarget, LatencyStats, measure_target  # noqa: E402
+from alexnet_deploy.core.files import write_json_atomic  # noqa: E402
 
 
 def bare_loop(session, feed: dict, seconds: float) -> list[float]:
@@ -86,7 +86,7 @@ def main() -> None:
     inside = "within" if r["within_3_percent"] else "OUTSIDE"
     print(f"difference    : {r['difference']:+.2%} ({inside} the 3% target)")
     if args.json:
-        args.json.write_text(json.dumps(r, indent=2) + "\n")
+        write_json_atomic(args.json, r)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ensure_artifacts, ensure_checkpoint, ratio_table  # noqa: E402
 
 from alexnet_deploy import bench  # noqa: E402
+from alexnet_deploy.core.files import write_bytes_atomic  # noqa: E402
 
 
 def gpu_or_exit() -> str:
@@ -156,10 +157,10 @@ def main() -> None:
         text = f"### {name} on {gpu}\n\n{table}\n\nModel alone (CUDA events, copies excluded):\n\n"
         text += "| target | batch | median ms with copies | median ms w/o copies |\n|---|---|---|---|\n"
         text += "\n".join(compute) + "\n"
-        (args.out / f"gpu_bench_{name}.md").write_text(text)
+        write_bytes_atomic(args.out / f"gpu_bench_{name}.md", text.encode())
         log(f"{name}: measured in {time.perf_counter() - t0:.0f} s")
         print(text, flush=True)
-    (args.out / "gpu_bench.log").write_text("\n".join(logs) + "\n")
+    write_bytes_atomic(args.out / "gpu_bench.log", ("\n".join(logs) + "\n").encode())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ def lrn_as_conv(src: Path, dst: Path) -> int:
     import onnx
     from onnx import helper, numpy_helper, shape_inference
 
+    from alexnet_deploy.core.files import atomic_path
+
     model = onnx.load(str(src))
     inferred = shape_inference.infer_shapes(model)
     channels = {
@@ -61,7 +63,8 @@ def lrn_as_conv(src: Path, dst: Path) -> int:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     onnx.checker.check_model(model)
-    onnx.save(model, str(dst))
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
     return count
 
 

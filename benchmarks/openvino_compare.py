@@ -20,7 +20,6 @@ JSON goes to ``--out`` (``openvino_compare_{overhead,NETWORK}.json``); the table
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from alexnet_deploy.bench import (  # noqa: E402
     measure_ceiling,
     run_benchmark,
 )
+from alexnet_deploy.core.files import write_json_atomic  # noqa: E402
 from alexnet_deploy.core.manifest import library_versions  # noqa: E402
 
 ORT_FP32, TORCH = "onnxruntime fp32", "torch eager fp32"
@@ -232,7 +232,7 @@ def main() -> None:
         report.command = " ".join(["python", *sys.argv])
         report.versions["openvino"] = openvino_status()["version"]
         report.save_json(out / f"openvino_compare_{name}.json")
-        (out / f"openvino_compare_{name}_agreement.json").write_text(json.dumps(agree, indent=2) + "\n")
+        write_json_atomic(out / f"openvino_compare_{name}_agreement.json", agree)
         extra = {k: f"{v} (agreement {agree[k]:.0%})" if k in agree else v for k, v in vs_ort(report, batches).items()}
         print(f"\n### {name} (x = vs torch eager; last column: vs {ORT_FP32}, batch 1 / batch 32)\n")
         print(f"Ceilings: {ceiling['probe']}; bf16 {ceiling['gflops']['bf16']:g} GFLOP/s (torch.mm). The INT8 one is "
@@ -247,7 +247,7 @@ def main() -> None:
     after = conditions()
     summary = {"before": before, "after": after, "overhead": over, "versions": library_versions(),
                "openvino": openvino_status(), "quick": args.quick}  # fmt: skip
-    (out / "openvino_compare_overhead.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(out / "openvino_compare_overhead.json", summary)
     print(f"\nload average before / after: {before['load_average']} / {after['load_average']}; JSON in {out}")
 
 

@@ -14,7 +14,6 @@ indicative.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from common import ensure_artifacts, load_images, ratio_table  # noqa: E402
 
 from alexnet_deploy.backends.base import Runner  # noqa: E402
 from alexnet_deploy.bench import BenchConfig, BenchTarget, measure_ceiling, run_benchmark  # noqa: E402
+from alexnet_deploy.core.files import write_json_atomic  # noqa: E402
 
 
 class OrtVariant(Runner):
@@ -276,7 +276,7 @@ def main() -> None:
         )
         report.command = " ".join(["python", *sys.argv])
         report.save_json(args.out / f"tuning_{name}.json")
-        (args.out / f"tuning_{name}_agreement.json").write_text(json.dumps(agree, indent=2) + "\n")
+        write_json_atomic(args.out / f"tuning_{name}_agreement.json", agree)
         print(f"\n### {name}\n")
         print(ratio_table(report, extra={k: f"{v:.0%}" for k, v in agree.items()}, extra_name="top-1 agreement"))
 

@@ -11,7 +11,6 @@ build times are one run each on a shared machine, sizes are exact. Prints a Mark
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -58,8 +57,10 @@ def main() -> None:
     for r in rows:
         print(f"| {r['model']} | {r['precision']} | {r['build_seconds']:.2f} | {r['plan_bytes'] / 1e6:.1f} | "
               f"{r['size_vs_fp32']:.2f} |")  # fmt: skip
+    from alexnet_deploy.core.files import write_json_atomic
+
     out = REPO / "benchmarks" / "results" / "rtx_build.json"
-    out.write_text(json.dumps(rows, indent=2) + "\n")
+    write_json_atomic(out, rows)
     print(f"\ntargets {rows[0]['targets']}, TensorRT-RTX {rows[0]['tensorrt_rtx']}; JSON in {out}")
 
 

@@ -34,6 +34,7 @@ import ort_tuning  # noqa: E402
 from common import REPO, load_images, ratio_table  # noqa: E402
 
 from alexnet_deploy.bench import machine_info, measure_ceiling  # noqa: E402
+from alexnet_deploy.core.files import write_json_atomic  # noqa: E402
 from alexnet_deploy.core.manifest import library_versions  # noqa: E402
 
 DOC = REPO / "docs" / "BENCHMARKS.md"
@@ -160,7 +161,7 @@ def main() -> None:
         for tag, rep in (("comparison", main_rep), ("tuning", tune_rep)):
             rep.command = " ".join(["python", *sys.argv])
             rep.save_json(args.out / f"cpu_{tag}_{name}.json")
-        (args.out / f"cpu_agreement_{name}.json").write_text(json.dumps(agree, indent=2) + "\n")
+        write_json_atomic(args.out / f"cpu_agreement_{name}.json", agree)
         parts[name] = {"main": main_rep, "tuning": tune_rep, "agree": agree, "when": main_rep.created}
     overhead = bench_overhead.measure_overhead(
         "alexnet", args.work, args.threads, rounds=4 if args.quick else 10, seconds=0.5 if args.quick else 2.0
@@ -168,8 +169,8 @@ def main() -> None:
     after = conditions()
     after["busy_during"] = sorted({b for c in during for b in c["busy"]})
     section = render(args, parts, overhead, ceiling, before, after, time.time() - t_start)
-    (args.out / "cpu_summary.json").write_text(
-        json.dumps({"before": before, "after": after, "overhead": overhead, "ceiling": ceiling}, indent=2) + "\n"
+    write_json_atomic(
+        args.out / "cpu_summary.json", {"before": before, "after": after, "overhead": overhead, "ceiling": ceiling}
     )
     if args.no_doc:
         print(section)

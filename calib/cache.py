@@ -4,7 +4,9 @@ method skips calibration (:func:`collect_ranges`, the calibration's second step)
 One JSON file per (method, tensor set) in the cache folder (default: ``MODEL.onnx.calib/`` beside the model).
 It stores the key it was computed for: the model's sha256, the calibration data's hash (files, sizes, labels,
 preprocessing), the method's settings, the tensors measured and the onnxruntime version. A lookup whose file
-holds another key is *stale*: it is said (which part changed) and recomputed, never used.
+holds another key is *stale*: it is said (which part changed) and recomputed, never used. A cache folder that is
+a symbolic link is neither read nor written (it is not one we made), and a cache that cannot be written (a
+read-only model folder, a full disk) is said and skipped: calibration goes on without it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from alexnet_deploy.core.files import sha256_text, write_json_atomic
+from alexnet_deploy.core.errors import ArtifactError
+from alexnet_deploy.core.files import ensure_folder, sha256_text, write_json_atomic
 from alexnet_deploy.core.images import ProgressFn
 from alexnet_deploy.core.vocab import CalibrationMethod
 from calib.methods import Ranges, compute_ranges
@@ -91,6 +94,9 @@ class RangeCache:
     def load(self, key: CacheKey) -> CacheLookup:
         """Look up ranges for ``key``; a file made for another key is reported stale and not used."""
         path = self.path(key)
+        if self.directory.is_symlink():
+            log.warning("The calibration cache %s is a symbolic link, not one we made; not using it.", self.directory)
+            return CacheLookup("stale", path, reason="the cache folder is a symbolic link")
         if not path.is_file():
             return CacheLookup("miss", path)
         try:
@@ -108,10 +114,15 @@ class RangeCache:
         log.info("Calibration ranges for %s come from the cache %s.", key.method["method"], path)
         return CacheLookup("hit", path, ranges)
 
-    def save(self, key: CacheKey, ranges: Ranges) -> Path:
-        """Store ranges for ``key`` (atomically, replacing a stale file)."""
+    def save(self, key: CacheKey, ranges: Ranges) -> Path | None:
+        """Store ranges for ``key`` (atomically, replacing a stale file); None when the cache cannot be written."""
         path = self.path(key)
-        write_json_atomic(path, {"version": CACHE_VERSION, "key": key.to_dict(), "ranges": ranges.to_dict()})
+        try:
+            ensure_folder(self.directory)
+            write_json_atomic(path, {"version": CACHE_VERSION, "key": key.to_dict(), "ranges": ranges.to_dict()})
+        except ArtifactError as exc:
+            log.warning("The calibration ranges were not cached: %s", exc)
+            return None
         return path
 
 

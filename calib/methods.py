@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.files import link_into, scratch_dir
 from alexnet_deploy.core.vocab import CalibrationMethod
 from calib.request import RangeSettings, concrete_method
 
@@ -191,8 +191,10 @@ def compute_ranges(
     total = len(reader)
     if total == 0:
         raise ConfigError("The calibration reader gave no images.")
-    with tempfile.TemporaryDirectory(prefix="alexnet-deploy-calib-") as work:
-        calibrator = make_calibrator(model_path, method, settings, work, op_types)
+    with scratch_dir("alexnet-deploy-calib-") as work:
+        # onnxruntime writes MODEL-inferred.onnx beside the path it is given: give it a link in our work folder,
+        # so nothing is written beside the source model (a read-only folder, a second calibration, a kill).
+        calibrator = make_calibrator(link_into(work, model_path, "model.onnx"), method, settings, work, op_types)
         if hasattr(calibrator, "tensors_to_calibrate"):
             # The histogram methods' threshold search is slow per tensor: keep only what will be quantized.
             calibrator.tensors_to_calibrate = set(calibrator.tensors_to_calibrate) & wanted

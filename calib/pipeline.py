@@ -25,7 +25,7 @@ from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
 from alexnet_deploy.core.files import fault_point, output_lock, replace_durably, sha256_file, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
-from alexnet_deploy.core.manifest import Manifest, write_manifest
+from alexnet_deploy.core.manifest import Manifest, refuse_linked_pair, write_manifest
 from alexnet_deploy.core.vocab import CalibrationMethod
 from calib.cache import CollectedRanges, collect_ranges
 from calib.methods import Ranges
@@ -190,7 +190,7 @@ def calibrate(
         ConfigError: the request cannot be carried out (no images named).
     """
     source = model if isinstance(model, SourceModel) else open_source_model(model)
-    out = Path(out) if out is not None else None
+    out = refuse_linked_pair(out) if out is not None else None
     with output_lock(out) if out is not None else contextlib.nullcontext():
         with work_dir(out or source.path, "calibrate") as work:
             per_form = calibrate_forms(source, request, work, progress=progress)
@@ -311,6 +311,6 @@ def place_calibrated(source: SourceModel, result: CalibrationResult, out: Path) 
         source={"path": str(source.path), "sha256": source.sha256, "precision": "fp32"},
         extra={"layers": {layer.node: layer.label for layer in quantizable_layers(source.path)}},
     )
-    fault_point("between-renames")
+    fault_point("between-renames", out)
     write_manifest(out, manifest, sha)  # after the ONNX, with the sha256 of the bytes written
     return replace(result, path=out)

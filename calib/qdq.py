@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
-from alexnet_deploy.core.files import atomic_path
+from alexnet_deploy.core.files import atomic_path, link_into, scratch_dir
 from alexnet_deploy.core.paths import require_file
 from alexnet_deploy.core.vocab import QuantTarget
 from calib.methods import Ranges, ort_method
@@ -196,13 +195,13 @@ def write_qdq(
 
     out_path = Path(out_path)
     act = QuantType.QInt8 if form.activation_type == "int8" else QuantType.QUInt8
-    with tempfile.TemporaryDirectory(prefix="alexnet-deploy-qdq-") as work:
-        cache = Path(work) / "ranges.json"
-        save_tensors_data(ranges.to_tensors_data(), cache)
-        try:
+    try:  # outside the scratch folder: a full disk is recognised there first, before its files are removed
+        with scratch_dir("alexnet-deploy-qdq-") as work:
+            cache = work / "ranges.json"
+            save_tensors_data(ranges.to_tensors_data(), cache)
             with _quiet_quantizer(), atomic_path(out_path) as tmp:
                 quantize_static(
-                    str(fp32_path),
+                    str(link_into(work, fp32_path, "model.onnx")),  # its MODEL-inferred.onnx goes to work/
                     str(tmp),
                     calibration_data_reader=None,
                     quant_format=QuantFormat.QDQ,
@@ -218,9 +217,9 @@ def write_qdq(
                     calibration_cache_path=cache,
                 )
                 _mark_int8(tmp)
-        except (ValueError, RuntimeError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ArtifactError(f"onnxruntime could not quantize {Path(fp32_path).name}: {first[:200]}.") from None
+    except (ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"onnxruntime could not quantize {Path(fp32_path).name}: {first[:200]}.") from None
     return out_path
 
 

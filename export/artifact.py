@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +16,8 @@ from typing import Any
 import onnx
 
 from alexnet_deploy.core.errors import ArtifactError
-from alexnet_deploy.core.files import temp_prefix
-from alexnet_deploy.core.manifest import Manifest, write_artifact
+from alexnet_deploy.core.files import create_temp_file, ensure_folder, remove_ours
+from alexnet_deploy.core.manifest import Manifest, refuse_linked_pair, write_artifact
 
 __all__ = [
     "INPUT_NAME",
@@ -164,18 +162,14 @@ def check_output_path(out_path: str | Path) -> Path:
     """Fail early, before a long export, when ``out_path`` cannot be written.
 
     Raises:
-        ArtifactError: ``out_path`` is a folder, or its folder cannot be created or written.
+        ArtifactError: ``out_path`` is a folder or a symbolic link, or its folder cannot be created or written
+            (the cause named: read-only, no space left, permission).
     """
-    out = Path(out_path)
+    out = refuse_linked_pair(out_path)
     if out.is_dir():
         raise ArtifactError(f"The output path {out} is a folder; give a file name such as {out / 'model.onnx'}.")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=temp_prefix(out), suffix=".tmp", dir=out.parent)
-    except OSError as exc:
-        raise ArtifactError(f"Cannot write to {out.parent}: {exc.strerror or exc}.") from None
-    os.close(fd)
-    os.unlink(probe)
+    ensure_folder(out.parent, allow_link=True)
+    remove_ours(create_temp_file(out))
     return out
 
 

@@ -8,7 +8,13 @@ Files written into ``cfg.output`` (by rank 0):
 
 * ``last.pt`` / ``best.pt`` (highest val top-1) with their manifests ``last.pt.json`` / ``best.pt.json``;
 * ``config.json``: the resolved configuration; ``metrics.jsonl``: one line per epoch; ``curves.png``;
-* ``summary.json``: best epoch and accuracy (and the 10-crop test of ``best.pt`` when asked), wall time.
+* ``summary.json``: best epoch and accuracy (and the 10-crop test of ``best.pt`` when asked), wall time, and
+  ``status``: ``running`` from the start of a run (so a folder never shows a previous run's summary as this
+  one's), ``interrupted`` after Ctrl-C, SIGTERM or an error, ``finished`` at the end. A run killed with
+  ``kill -9`` leaves ``running`` with its dead ``pid``.
+
+The run holds the folder's output lock (:func:`~alexnet_deploy.core.files.output_lock`, rank 0): a second
+``train`` into the same folder fails at once with a sentence instead of mixing two runs' files.
 
 The best epoch reported (``summary.json``, :attr:`FitResult.best`, the CLI's last line) is read back from
 ``best.pt`` itself, and a resume first repairs a ``best.pt`` that a kill left behind
@@ -19,8 +25,10 @@ folder's files up to date (so rerunning a finished resume command is harmless).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +38,7 @@ import torch
 
 from alexnet_deploy.core.checkpoint import describe_state_dict_error
 from alexnet_deploy.core.errors import CheckpointError, ConfigError, DataError
-from alexnet_deploy.core.files import write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.files import output_lock, refuse_symlink, write_bytes_atomic, write_json_atomic
 from alexnet_deploy.core.manifest import load_manifest, save_manifest
 from train.checkpointing import (
     copy_checkpoint,
@@ -64,7 +72,11 @@ from train.schedule import build_schedule
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FitResult", "Hooks", "fit"]
+__all__ = ["RUN_FILES", "FitResult", "Hooks", "fit"]
+
+#: Every file a run writes into its folder.
+RUN_FILES = ("config.json", "summary.json", "metrics.jsonl", "curves.png", "last.pt", "last.pt.json", "best.pt",
+             "best.pt.json")  # fmt: skip
 
 
 class Hooks:
@@ -158,7 +170,8 @@ def fit(
     hooks = hooks or Hooks()
     ctx = init_distributed(cfg.device_list)
     try:
-        return _fit(cfg, ctx, resume, resume_path, hooks, wall_start)
+        with output_lock(cfg.output, folder=True) if ctx.is_main else contextlib.nullcontext():
+            return _fit(cfg, ctx, resume, resume_path, hooks, wall_start)
     finally:
         shutdown(ctx)
 
@@ -182,6 +195,8 @@ class _Run:
     elapsed_before: float = 0.0
     budget: Budget | None = None
     stopped: bool = False
+    best_on_disk: dict[str, Any] = field(default_factory=dict)  # what this run has put in best.pt
+    summary_written: bool = False  # summary.json is this run's (so an interruption may say so there)
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.monotonic() - self.wall_start
@@ -201,15 +216,49 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, resume_path, hooks: Hooks, 
             f"so there is nothing to train; ask for more than {state['epoch']} epochs to continue it."
         )
     run = _start(cfg, ctx, hooks, state, resume, resume_path, wall_start)
-    for epoch in range(run.start_epoch, cfg.epochs + 1):
-        if _epoch(run, epoch):
-            run.stopped = epoch < cfg.epochs
-            break
-    return _finish(run)
+    try:
+        if ctx.is_main:
+            _open_folder(run, state, resume_path)
+        for epoch in range(run.start_epoch, cfg.epochs + 1):
+            if _epoch(run, epoch):
+                run.stopped = epoch < cfg.epochs
+                break
+        return _finish(run)
+    except BaseException:  # Ctrl-C, SIGTERM, an error: the summary must not call this run finished
+        if ctx.is_main and run.summary_written:
+            with contextlib.suppress(Exception):
+                write_json_atomic(run.out / "summary.json", _progress_summary(run, "interrupted"))
+        raise
+
+
+def _open_folder(run: _Run, state: dict[str, Any] | None, resume_path) -> None:
+    """Make the run folder this run's: ``summary.json`` says it is running (before anything else is replaced), the
+    configuration, and on a resume a ``best.pt`` repaired to the epoch the checkpoint names."""
+    for name in RUN_FILES:  # refused before anything is written, not after an epoch of training
+        refuse_symlink(run.out / name, "file")
+    write_json_atomic(run.out / "summary.json", _progress_summary(run, "running"))
+    run.summary_written = True
+    write_json_atomic(run.out / "config.json", run.cfg.to_dict())
+    if state is not None:
+        run.best, repaired = restore_best(run.out, state, run.cfg, resume_path)
+        run.best_on_disk = dict(run.best)
+        if repaired:
+            run.hooks.on_message(repaired)
+
+
+def _progress_summary(run: _Run, status: str) -> dict[str, Any]:
+    """``summary.json`` of a run that has not finished: what it has written so far, and who is writing."""
+    best_file = run.out / "best.pt"
+    return {
+        "status": status, "pid": os.getpid(), "best": run.best_on_disk,
+        "last": run.history[-1] if run.history else None, "epochs_run": len(run.history),
+        "epochs_trained_now": len(run.history) - (run.start_epoch - 1), "wall_seconds": run.elapsed(),
+        "checkpoint": str(best_file) if run.best_on_disk else None,
+    }  # fmt: skip
 
 
 def _start(cfg, ctx, hooks, state, resume, resume_path, wall_start) -> _Run:
-    """Data, model, optimizer and schedule; with ``state``, everything a checkpoint restores (and best.pt repaired)."""
+    """Data, model, optimizer and schedule; with ``state``, everything a checkpoint restores."""
     load_start = time.monotonic()
     data = build_dataloaders(cfg, ctx, on_progress=hooks.on_load_progress)
     skipped = f", {len(data.skipped)} unreadable image(s) skipped" if data.skipped else ""
@@ -235,13 +284,6 @@ def _start(cfg, ctx, hooks, state, resume, resume_path, wall_start) -> _Run:
         _restore(run, state, resume)
     if cfg.max_minutes:
         run.budget = Budget(cfg.max_minutes * 60, start=wall_start - run.elapsed_before, reserve=30.0)
-    if ctx.is_main:
-        run.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run.out / "config.json", cfg.to_dict())
-        if state is not None:
-            run.best, repaired = restore_best(run.out, state, cfg, resume_path)
-            if repaired:
-                hooks.on_message(repaired)
     return run
 
 
@@ -294,6 +336,7 @@ def _epoch(run: _Run, epoch: int) -> bool:
         if is_best:
             kill_point("between-last-and-best", epoch)  # tests: a crash here is repaired by restore_best
             copy_checkpoint(run.out / "last.pt", run.out / "best.pt")
+            run.best_on_disk = dict(run.best)
         _write_run_files(run.out, run.history, cfg)
     barrier(ctx)
     run.hooks.on_epoch_end(record)
@@ -320,8 +363,9 @@ def _finish(run: _Run) -> FitResult:
     trained = len(history) - (run.start_epoch - 1)
     if ctx.is_main and history:
         summary = {
-            "best": on_disk or {}, "last": history[-1], "ten_crop_best": ten, "wall_seconds": wall,
-            "epochs_run": len(history), "epochs_trained_now": trained, "stopped_by_budget": run.stopped,
+            "status": "finished", "best": on_disk or {}, "last": history[-1], "ten_crop_best": ten,
+            "wall_seconds": wall, "epochs_run": len(history), "epochs_trained_now": trained,
+            "stopped_by_budget": run.stopped,
             "checkpoint": str(best_file) if on_disk else None, "preprocessing": cfg.preprocessing.to_dict(),
         }  # fmt: skip
         write_json_atomic(out / "summary.json", summary)

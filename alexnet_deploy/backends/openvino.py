@@ -30,7 +30,6 @@ import os
 import queue
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 
 from alexnet_deploy.backends.base import BackendStatus, Runner, cli_option, shared_option
 from alexnet_deploy.core.errors import ArtifactError, ConfigError, MissingBackendError
-from alexnet_deploy.core.files import atomic_path, sha256_file
+from alexnet_deploy.core.files import atomic_path, sha256_file, work_dir
 from alexnet_deploy.core.system import this_cpu
 
 MISSING = "OpenVINO is not installed (pip install openvino)."
@@ -434,7 +433,7 @@ def _save_ir(ov, model, compiled, onnx_path: Path, out_path: Path, options: Open
     """Write the IR atomically beside ``out_path``, check it computes the ONNX's logits, time both loads."""
     xml, bin_ = ir_paths(out_path)
     with (
-        tempfile.TemporaryDirectory(prefix=".openvino-ir-", dir=out_path.parent) as work,
+        work_dir(out_path, "ir") as work,
         atomic_path(xml) as tmp_xml,
         atomic_path(bin_) as tmp_bin,
     ):

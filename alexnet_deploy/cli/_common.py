@@ -1,11 +1,13 @@
 """What every command shares: turning any failure into one sentence and exit code 1 (never a traceback, never
-exit code 0 after a failure)."""
+exit code 0 after a failure), and SIGTERM / SIGHUP handled like Ctrl-C."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
+import signal
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +17,40 @@ import typer
 from rich.console import Console
 
 from alexnet_deploy.core.errors import AlexNetDeployError
+from alexnet_deploy.core.files import WRITE_FAULTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: raised in the main thread like Ctrl-C's KeyboardInterrupt, so every cleanup
+    (``finally``, temporary files, locks) runs the same way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    # Once: a second signal during the cleanup must not cut it short (kill -9 remains for that).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM (``docker stop``, systemd, ``timeout``) and SIGHUP (a closed terminal) into :class:`Terminated`.
+
+    Called by the console entry point only, never by library code. The command then ends as after Ctrl-C: its
+    cleanup runs, one sentence, and the exit code the shell reports for that signal (128 + its number: 143 for
+    SIGTERM, 129 for SIGHUP), so ``timeout`` and service managers see what happened.
+    """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+            signal.signal(sig, _terminate)
 
 
 def _inputs(args: tuple, kwargs: dict) -> str:
@@ -33,7 +64,9 @@ def handle_errors(fn: F) -> F:
     """Decorate a command: an :class:`AlexNetDeployError` becomes ``error: <sentence>`` and exit code 1.
 
     As a last line of defence any other exception becomes one sentence too, naming the command's inputs and how
-    to see the traceback (``--verbose`` prints it); exit code 1. An interrupt exits 130.
+    to see the traceback (``--verbose`` prints it); exit code 1. An OSError of an ordinary fault (no space left,
+    read-only, permission) is one sentence naming the path and the cause. An interrupt exits 130, SIGTERM 143
+    and SIGHUP 129 (see :func:`install_signal_handlers`), after the same cleanup.
     """
 
     @functools.wraps(fn)
@@ -45,22 +78,38 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(1) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
+        except Terminated as exc:
+            name = signal.Signals(exc.signum).name
+            typer.echo(f"error: stopped by {name}; nothing half-written was left in place.", err=True)
+            raise typer.Exit(128 + exc.signum) from None
         except KeyboardInterrupt:
             typer.echo("error: interrupted; nothing half-written was left in place.", err=True)
             raise typer.Exit(130) from None
-        except Exception as exc:  # noqa: BLE001 - the last line: one sentence, never a traceback
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
-                traceback.print_exc()
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
-            where = _inputs(args, kwargs)
-            typer.echo(
-                f"error: {fn.__name__.removesuffix('_command')} failed unexpectedly{f' on {where}' if where else ''}: "
-                f"{type(exc).__name__}{f': {first}' if first else ''} (rerun with --verbose for the traceback).",
-                err=True,
-            )
+        except OSError as exc:
+            if exc.errno not in WRITE_FAULTS:
+                _last_resort(fn.__name__, exc, args, kwargs)
+            verb = "access" if exc.errno in (errno.EACCES, errno.EPERM) else "write"
+            where = exc.filename or _inputs(args, kwargs) or "a file"
+            typer.echo(f"error: Cannot {verb} {where}: {WRITE_FAULTS[exc.errno]}.", err=True)
             raise typer.Exit(1) from None
+        except Exception as exc:  # noqa: BLE001 - the last line: one sentence, never a traceback
+            _last_resort(fn.__name__, exc, args, kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _last_resort(command: str, exc: Exception, args: tuple, kwargs: dict) -> None:
+    """One sentence for an exception nobody foresaw (the traceback under ``--verbose``); exit code 1."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        traceback.print_exception(exc)
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    where = _inputs(args, kwargs)
+    typer.echo(
+        f"error: {command.removesuffix('_command')} failed unexpectedly{f' on {where}' if where else ''}: "
+        f"{type(exc).__name__}{f': {first}' if first else ''} (rerun with --verbose for the traceback).",
+        err=True,
+    )
+    raise typer.Exit(1) from None
 
 
 def print_json(obj: Any) -> None:

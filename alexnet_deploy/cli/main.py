@@ -77,5 +77,8 @@ app.command("triton")(triton.triton_command)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGTERM and SIGHUP end a command as Ctrl-C does (its cleanup runs)."""
+    from alexnet_deploy.cli._common import install_signal_handlers
+
+    install_signal_handlers()
     app(prog_name="alexnet-deploy")

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import random
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 
 from alexnet_deploy.core.errors import DataError
+from alexnet_deploy.core.files import ensure_folder, write_bytes_atomic, write_new_file
 from alexnet_deploy.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
@@ -286,11 +288,13 @@ def make_synthetic_imagefolder(
     for split, per_class in (("train", train_per_class), ("val", val_per_class)):
         for c, name in enumerate(names):
             d = root / split / name
-            d.mkdir(parents=True, exist_ok=True)
+            ensure_folder(d)
             for k in range(per_class):
-                _synthetic_image(c, num_classes, size, rng).save(d / f"{k:04d}.png")
-    (root / "classes.txt").write_text("\n".join(names) + "\n")
-    stamp.write_text(params)
+                png = io.BytesIO()
+                _synthetic_image(c, num_classes, size, rng).save(png, format="PNG")
+                write_new_file(d / f"{k:04d}.png", png.getvalue())
+    write_bytes_atomic(root / "classes.txt", ("\n".join(names) + "\n").encode())
+    write_bytes_atomic(stamp, params.encode())
     return root
 
 

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from alexnet_deploy.core.errors import ArtifactError
-from alexnet_deploy.core.files import atomic_path, fault_point, replace_durably, sha256_file, write_json_atomic
+from alexnet_deploy.core.files import (
+    atomic_path,
+    fault_point,
+    refuse_symlink,
+    replace_durably,
+    sha256_file,
+    write_json_atomic,
+)
 from alexnet_deploy.core.vocab import Precision
 
 MANIFEST_VERSION = 1
@@ -190,6 +197,16 @@ def write_manifest(artifact: str | Path, manifest: Manifest, sha256: str) -> Pat
     return path
 
 
+def refuse_linked_pair(artifact: str | Path) -> Path:
+    """Refuse an output whose artifact or sidecar is a symbolic link (we never write through one), before any work.
+
+    Raises:
+        ArtifactError: either is a symbolic link.
+    """
+    refuse_symlink(sidecar_path(artifact), "sidecar")
+    return refuse_symlink(artifact)
+
+
 def place_artifact(staged: str | Path, artifact: str | Path, manifest: Manifest) -> Manifest:
     """Move a finished file into place as ``artifact``, then write its sidecar: the pair as one unit.
 
@@ -199,18 +216,21 @@ def place_artifact(staged: str | Path, artifact: str | Path, manifest: Manifest)
     """
     staged, artifact = Path(staged), Path(artifact)
     sha = sha256_file(staged)
+    refuse_linked_pair(artifact)  # refused now, not after the artifact is in place
+    fault_point("before-rename", artifact)
     replace_durably(staged, artifact)
-    fault_point("between-renames")
+    fault_point("between-renames", artifact)
     write_manifest(artifact, manifest, sha)
     return manifest
 
 
 def write_artifact(artifact: str | Path, write: Callable[[Path], None], manifest: Manifest) -> Manifest:
     """Write ``artifact`` with ``write(tmp_path)`` and then its sidecar, as :func:`place_artifact` does."""
+    refuse_linked_pair(artifact)  # refused now, not after the artifact is in place
     with atomic_path(artifact) as tmp:
         write(tmp)
         sha = sha256_file(tmp)
-    fault_point("between-renames")
+    fault_point("between-renames", artifact)
     write_manifest(artifact, manifest, sha)
     return manifest
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from alexnet_deploy.core.errors import DataError
-from alexnet_deploy.core.files import atomic_path
+from alexnet_deploy.core.files import atomic_path, ensure_folder, write_bytes_atomic, write_new_file
 from train.config import TrainConfig
 from train.data import MemoryImageSet, MemoryLoader, TensorAugment, epoch_seed
 from train.distributed import DistContext
@@ -74,11 +74,12 @@ def extract_cifar10(archive: str | Path, dest: str | Path, per_class: int = 0) -
                 continue
             counts[key] = counts.get(key, 0) + 1
             target = root.joinpath(*parts[1:])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(tar.extractfile(member).read())
+            if not target.parent.is_dir():
+                ensure_folder(target.parent)
+            write_new_file(target, tar.extractfile(member).read())
     if not any(split == "train" for split, _ in counts):
         raise DataError(f"{archive} holds no cifar10/train/<class>/ images.")
-    marker.write_text("ok\n")
+    write_bytes_atomic(marker, b"ok\n")
     return root
 
 

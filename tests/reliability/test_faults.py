@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from alexnet_deploy.cli.main import app
 from alexnet_deploy.core.checkpoint import save_checkpoint
 from alexnet_deploy.core.data import Preprocessing, class_names
-from alexnet_deploy.core.files import FAULT_ENV
+from alexnet_deploy.core.files import FAULT_ENV, MARKER
 from alexnet_deploy.core.manifest import load_manifest, sidecar_path
 from alexnet_deploy.core.models import alexnet_paper
 
@@ -111,7 +111,7 @@ def test_a_kill_before_the_rename_keeps_the_old_pair_and_the_next_run_sweeps_its
     assert onnx.read_bytes() == before and load_manifest(onnx).model["num_classes"] == 20  # still consistent
     left = _leftovers(tmp_path)  # the whole new ONNX, not in place, and the lock file (its flock died with it)
     tmp = [name for name in left if name != ".model.onnx.lock"]
-    assert len(left) == 2 and len(tmp) == 1 and tmp[0].startswith(".model.onnx.") and tmp[0].endswith(".tmp")
+    assert len(left) == 2 and len(tmp) == 1 and tmp[0].startswith(f".model.onnx.{MARKER}") and "-tmp-" in tmp[0]
     assert _cli("export", str(b10), "-o", str(onnx)).returncode == 0
     assert _leftovers(tmp_path) == [] and load_manifest(onnx).model["num_classes"] == 10
 
@@ -269,14 +269,15 @@ def test_an_artifact_that_is_a_folder_says_so(tmp_path, tiny20):
 
 
 def test_leftovers_of_dead_writers_are_swept_and_live_ones_kept(tmp_path):
-    from alexnet_deploy.core.files import STALE_AFTER_S, sweep_leftovers
+    from alexnet_deploy.core.files import STALE_AFTER_S, process_start, sweep_leftovers
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
-    mine = tmp_path / f".model.onnx.{dead_pid}.abc123.tmp"
-    other_old = tmp_path / f".other.onnx.{dead_pid}.build-xyz"
-    other_new = tmp_path / f".third.onnx.{dead_pid}.def456.tmp"
-    alive = tmp_path / f".model.onnx.{os.getppid()}.live99.tmp"  # a live process's (our parent's) file
+    parent = os.getppid()
+    mine = tmp_path / f".model.onnx.{MARKER}{dead_pid}-5-tmp-abc12345"
+    other_old = tmp_path / f".other.onnx.{MARKER}{dead_pid}-5-build-0badc0de"
+    other_new = tmp_path / f".third.onnx.{MARKER}{dead_pid}-5-tmp-def45678"
+    alive = tmp_path / f".model.onnx.{MARKER}{parent}-{process_start(parent)}-tmp-99999999"  # our parent's
     mine.write_bytes(b"x")
     other_old.mkdir()
     (other_old / "staged.plan").write_bytes(b"x")
