@@ -40,14 +40,21 @@ def onnx_export(tiny20, tmp_path_factory):
 
     from alexnet_deploy.core.data import Preprocessing, class_names
     from alexnet_deploy.core.models import alexnet_paper
-    from export import export_model
+    from export import ExportRequest, ModelDescription, export_model
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("backends") / "model.fp32.onnx"
     model = alexnet_paper(width=0.25, num_classes=20, init="kaiming").eval()
-    export_model(model, out, image_size=64, classes=class_names(tiny20 / "train"), precision="fp32",
-                 preprocessing=Preprocessing.for_crop(64), parity_samples=8,
-                 arch={"name": "alexnet_paper", "num_classes": 20, "width": 0.25, "columns": 2})  # fmt: skip
+    export_model(
+        model,
+        out,
+        ExportRequest(image_size=64, parity_samples=8),
+        ModelDescription(
+            classes=class_names(tiny20 / "train"),
+            preprocessing=Preprocessing.for_crop(64),
+            arch={"name": "alexnet_paper", "num_classes": 20, "width": 0.25, "columns": 2},
+        ),
+    )
     return out
 
 

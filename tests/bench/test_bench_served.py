@@ -120,15 +120,22 @@ def server(tiny20, triton_env, tmp_path_factory):
     from alexnet_deploy.core.data import Preprocessing, class_names
     from alexnet_deploy.core.models import alexnet_paper
     from alexnet_deploy.triton_local import LocalTritonServer
-    from export import export_model
+    from export import ExportRequest, ModelDescription, export_model
 
     folder = tmp_path_factory.mktemp("served-bench")
     torch.manual_seed(0)
     model = alexnet_paper(width=0.25, num_classes=20, init="kaiming").eval()
     onnx = folder / "model.fp32.onnx"
-    export_model(model, onnx, image_size=64, classes=class_names(tiny20 / "train"), precision="fp32",
-                 preprocessing=Preprocessing.for_crop(64), parity_samples=8,
-                 arch={"name": "alexnet_paper", "num_classes": 20, "width": 0.25, "columns": 2})  # fmt: skip
+    export_model(
+        model,
+        onnx,
+        ExportRequest(image_size=64, parity_samples=8),
+        ModelDescription(
+            classes=class_names(tiny20 / "train"),
+            preprocessing=Preprocessing.for_crop(64),
+            arch={"name": "alexnet_paper", "num_classes": 20, "width": 0.25, "columns": 2},
+        ),
+    )
     written = cli.invoke(app, ["triton", str(onnx), "--repo", str(folder / "repo"), "--python-backend", "--threads",
                                "1", "--max-batch-size", "8", "--max-queue-delay-us", "2000"])  # fmt: skip
     assert written.exit_code == 0, written.output
