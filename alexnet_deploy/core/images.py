@@ -83,8 +83,9 @@ def prepare_images(
     """Decode ``dataset`` (or the samples at ``indices``) through the geometric part of the eval preset.
 
     An image that cannot be decoded (a truncated JPEG passes the dataset's check and fails here) is left out with
-    a warning, not replaced by its neighbour, so no image is counted twice; it is listed in ``skipped``, with the
-    files the dataset already left out when the whole folder is prepared.
+    a warning, not replaced by its neighbour, so no image is counted twice; it is listed in ``skipped``, with every
+    file the dataset's walk already left out, also when only a subset (``indices``) is decoded: a report of a
+    subset counts every skipped file it met.
 
     Returns:
         :class:`PreparedImages`, whose ``fingerprint`` identifies the exact selection and preprocessing.
@@ -101,7 +102,7 @@ def prepare_images(
     pixels = np.empty((len(chosen), 3, crop, crop), dtype=np.uint8)
     targets = np.empty(len(chosen), dtype=np.int64)
     kept: list[int] = []
-    skipped = list(getattr(dataset, "skipped", [])) if indices is None else []
+    skipped = list(getattr(dataset, "skipped", []))
     for k, i in enumerate(chosen):
         path, label = dataset.samples[i]
         try:
