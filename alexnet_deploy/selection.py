@@ -177,6 +177,7 @@ def compile_candidate(cand: Candidate, source: Manifest, precision: Precision, e
         preprocessing=dict(source.preprocessing),
         precision=precision.value,
         engine=facts,
+        other_fields=dict(source.other_fields),  # keys this release does not know travel on, never dropped
     )
     save_manifest(cand.engine, cand.provisional)  # runners check an engine against its sidecar
 
