@@ -71,6 +71,7 @@ def bench(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from alexnet_deploy import bench as lib
+    from alexnet_deploy.core.text import console_text
 
     if duration_s is not None and iterations is not None:
         raise ConfigError("Give --duration-s or --iterations, not both.")
@@ -92,12 +93,16 @@ def bench(
     peak = lib.measure_ceiling(device, used_threads) if ceiling else None
     total = len(targets) * len(config.batch_sizes) * config.rounds
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as bar:
         task = bar.add_task("bench", total=total)
 
         def progress(text: str) -> None:
-            bar.update(task, advance=1, description=text)
+            bar.update(task, advance=1, description=console_text(text))  # labels name files
 
         report = lib.run_benchmark(targets, config, baseline=base, ceiling=peak, progress=progress)
     report.command = " ".join(["alexnet-deploy", *sys.argv[1:]]) if sys.argv else "alexnet-deploy bench"
