@@ -9,6 +9,7 @@ from typing import Any
 
 from alexnet_deploy.core.accuracy import Gate
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.limits import check_count, check_duration, check_threads
 from alexnet_deploy.core.vocab import BackendName, CalibrationMethod, Precision
 from calib.methods import DEFAULT_HOLDOUT_IMAGES, DEFAULT_NUM_IMAGES, DEFAULT_SEED, CalibrationOptions
 
@@ -72,3 +73,7 @@ class BuildOptions:
             raise ConfigError("holdout_images and max_fallback_layers must not be negative.")
         if any(b < 1 for b in self.probe_batches) or self.probe_seconds <= 0:
             raise ConfigError("The speed probe needs positive batch sizes and a positive duration.")
+        check_duration(self.probe_seconds, "The speed probe's duration")
+        check_threads(self.threads)
+        if self.eval_limit is not None:
+            check_count(self.eval_limit, "The evaluation limit")

@@ -46,6 +46,7 @@ from alexnet_deploy.bench.results import (
     describe_target,
 )
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.limits import check_batch_memory
 from alexnet_deploy.core.manifest import library_versions
 
 Clock = Callable[[], float]
@@ -220,6 +221,7 @@ def run_benchmark(
     for t in targets:
         for b in config.batch_sizes:
             _check_batch(t, b)
+            check_batch_memory(b, t.image_shape, "--batch", streams=config.concurrency)
     rng = np.random.default_rng(config.seed)
     machine = machine_info()  # before measuring: its load average is the machine's, not ours
     measurements: list[Measurement] = []
