@@ -12,6 +12,7 @@ notes) and reaches a format we write goes through one of these:
 * protobuf text format (``config.pbtxt``): :func:`pbtxt_string` for values, :func:`pbtxt_comment` for comments;
 * Markdown (``report.md``): :func:`markdown_text` for running text and table cells, :func:`markdown_code` for a
   name shown as code; HTML is escaped with :func:`html.escape` by its writer;
+* plot labels (matplotlib): :func:`plot_text` (``$`` would start mathtext);
 * JSON: ``json.dumps`` escapes everything itself; nothing builds JSON by hand.
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "markdown_text",
     "pbtxt_comment",
     "pbtxt_string",
+    "plot_text",
     "safe_name",
 ]
 
@@ -146,3 +148,8 @@ def markdown_code(text: str, table: bool = False) -> str:
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")) else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def plot_text(text: str) -> str:
+    """``text`` as a matplotlib label: ``$`` escaped (it would start mathtext), control characters as escapes."""
+    return console_text(text).replace("$", "\\$")

@@ -296,3 +296,27 @@ def test_the_library_refuses_what_the_cli_refuses():
                  lambda: TrainConfig(columns=3)):  # fmt: skip
         with pytest.raises(ConfigError):
             make()
+
+
+def test_artifact_names_in_a_benchmark_plot_are_labels_not_mathtext(tmp_path):
+    import numpy as np
+
+    from alexnet_deploy.backends.base import Runner
+    from alexnet_deploy.bench import BenchConfig, BenchTarget, run_benchmark, save_plot
+
+    class Zeros(Runner):
+        backend = "zeros"
+        max_batch = None
+        threads = None
+
+        def activate_impl(self) -> None:
+            pass
+
+        def infer_impl(self, images: np.ndarray) -> np.ndarray:
+            return np.zeros((len(images), 3), np.float32)
+
+    names = ["m$\\frac$.onnx", "n$x^{$.onnx"]  # mathtext that fails to parse, had it been read as mathtext
+    targets = [BenchTarget(n, Zeros(n), image_shape=(3, 8, 8)) for n in names]
+    report = run_benchmark(targets, BenchConfig(batch_sizes=(1,), warmup_s=0.0, iterations=2, rounds=1),
+                           baseline=names[0])  # fmt: skip
+    assert save_plot(report, tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
