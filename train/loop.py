@@ -34,6 +34,7 @@ import torch
 from alexnet_deploy.core.checkpoint import describe_state_dict_error
 from alexnet_deploy.core.errors import CheckpointError, ConfigError, DataError
 from alexnet_deploy.core.files import write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.limits import check_batch_memory
 from alexnet_deploy.core.manifest import load_manifest, save_manifest
 from train.checkpointing import (
     copy_checkpoint,
@@ -202,6 +203,8 @@ def _fit(cfg: TrainConfig, ctx: DistContext, resume, resume_path, hooks: Hooks, 
 def _start(cfg, ctx, hooks, state, resume, resume_path, wall_start) -> _Run:
     """Data, model, optimizer and schedule; with ``state``, everything a checkpoint restores (and best.pt repaired)."""
     load_start = time.monotonic()
+    per_rank = max(1, cfg.batch_size // max(1, ctx.world_size))
+    check_batch_memory(per_rank, (3, cfg.image_size, cfg.image_size), "A batch_size of", training=True)
     data = build_dataloaders(cfg, ctx, on_progress=hooks.on_load_progress)
     skipped = f", {len(data.skipped)} unreadable image(s) skipped" if data.skipped else ""
     hooks.on_message(

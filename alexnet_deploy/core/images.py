@@ -21,6 +21,7 @@ from torchvision.transforms import v2
 
 from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, class_names, eval_transform, split_dir
 from alexnet_deploy.core.errors import DataError
+from alexnet_deploy.core.limits import check_decoded_memory
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def prepare_images(
     geometry, _ = _split_preset(preprocessing)
     chosen = list(range(len(dataset.samples))) if indices is None else list(indices)
     crop = preprocessing.crop
+    check_decoded_memory(len(chosen), (3, crop, crop), f"Decoding {dataset.root}",
+                         "choose fewer (--limit, --num-images, --eval-limit)")  # fmt: skip
     pixels = np.empty((len(chosen), 3, crop, crop), dtype=np.uint8)
     targets = np.empty(len(chosen), dtype=np.int64)
     kept: list[int] = []

@@ -135,14 +135,23 @@ def available_memory() -> int | None:
 
 
 def _size(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+    if n >= 2**30:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
-def check_batch_memory(batch: int, image_shape: Sequence[int], what: str = "--batch", streams: int = 1) -> None:
-    """Refuse a batch whose inference would take more than :data:`MEMORY_SHARE` of the memory available now.
+TRAINING_FACTOR = 3
+"""Training keeps every activation for the backward pass and adds their gradients: about 3x inference's memory."""
+
+
+def check_batch_memory(
+    batch: int, image_shape: Sequence[int], what: str = "--batch", streams: int = 1, training: bool = False
+) -> None:
+    """Refuse a batch whose inference (or ``training`` step) would take more than :data:`MEMORY_SHARE` of the
+    memory available now.
 
     The estimate is :data:`BYTES_PER_INPUT_BYTE` times the float32 input per image (``image_shape``: C, H, W),
-    for each of ``streams`` requests in flight.
+    for each of ``streams`` requests in flight, :data:`TRAINING_FACTOR` times that for training.
 
     Raises:
         ConfigError: the sentence gives the estimate, the memory available and the largest batch that fits.
@@ -150,14 +159,36 @@ def check_batch_memory(batch: int, image_shape: Sequence[int], what: str = "--ba
     available = available_memory()
     if available is None or batch < 1 or not image_shape:
         return
-    per_image = BYTES_PER_INPUT_BYTE * 4 * math.prod(int(d) for d in image_shape) * max(1, streams)
+    factor = max(1, streams) * (TRAINING_FACTOR if training else 1)
+    per_image = BYTES_PER_INPUT_BYTE * 4 * math.prod(int(d) for d in image_shape) * factor
     need, budget = batch * per_image, MEMORY_SHARE * available
     if need <= budget:
         return
     shape = "x".join(str(int(d)) for d in image_shape)
-    in_flight = f", {streams} requests in flight" if streams > 1 else ""
+    how = f", {streams} requests in flight" if streams > 1 else ""
+    how += ", activations kept for the backward pass" if training else ""
     raise ConfigError(
-        f"{what} {batch} would take about {_size(need)} ({_size(per_image)} per image of {shape}{in_flight}: the "
+        f"{what} {batch} would take about {_size(need)} ({_size(per_image)} per image of {shape}{how}: the "
         f"input and the network's activations), more than half of the {_size(available)} of memory available "
         f"here; the largest batch that fits is {max(0, int(budget // per_image))}."
+    )
+
+
+def check_decoded_memory(images: int, image_shape: Sequence[int], what: str, advice: str) -> None:
+    """Refuse holding ``images`` decoded uint8 images of ``image_shape`` when they would take more than
+    :data:`MEMORY_SHARE` of the memory available (e.g. ``--num-images`` over a whole ImageNet train folder).
+
+    Raises:
+        ConfigError: the sentence gives the size, the memory available, how many fit, and ``advice``.
+    """
+    available = available_memory()
+    if available is None or images < 1:
+        return
+    per_image = math.prod(int(d) for d in image_shape)
+    if images * per_image <= MEMORY_SHARE * available:
+        return
+    raise ConfigError(
+        f"{what}: {images:,} decoded images of {'x'.join(str(int(d)) for d in image_shape)} would take "
+        f"{_size(images * per_image)}, more than half of the {_size(available)} of memory available here (at most "
+        f"{int(MEMORY_SHARE * available // per_image):,} fit); {advice}."
     )

@@ -263,6 +263,10 @@ def _refusals(onnx: Path, data: Path, out: Path) -> list[tuple[list[str], str]]:
         (["train", str(data), "--set", "workers=1000", "--print-config"], "workers 1000 is more than"),
         (["train", str(data), "--width", "100", "--print-config"], "width 100 is more than 4"),
         (["train", str(data), "--config", str(nan_config), "--print-config"], "lr must be a finite number"),
+        (["train", str(data), "-o", str(out / "run"), "--batch-size", str(huge), "--image-size", "64", "--width",
+          "0.125", "--set", "loader=memory", "--workers", "0"], "would take about"),
+        (["quickstart", "--out", str(out / "qs"), "--bench-seconds", "nan"], "--bench-seconds must be a finite"),
+        (["quickstart", "--out", str(out / "qs"), "--threads", "-3"], "--threads must be at least 1"),
     ]  # fmt: skip
 
 
@@ -276,9 +280,15 @@ def test_flags_without_meaning_or_beyond_the_machine_are_one_sentence(small_onnx
     assert snapshot(tmp_path, small_onnx.parent) == before
 
 
-def test_the_memory_bound_counts_what_is_allocated_not_what_is_asked(small_onnx, small_data):
+def test_the_memory_bound_counts_what_is_allocated_not_what_is_asked(small_onnx, small_data, monkeypatch):
     result = runner.invoke(app, ["verify", str(small_onnx), "--data", str(small_data), "--batch-size", "100000"])
     assert result.exit_code == 0, result.output  # 20 images: the batch is 20, whatever the flag says
+    from alexnet_deploy.core import limits
+
+    monkeypatch.setattr(limits, "available_memory", lambda: 200_000)  # a machine with 200 kB free: 8 images fit
+    result = runner.invoke(app, ["verify", str(small_onnx), "--data", str(small_data)], env=WIDE)
+    line = one_sentence(result, "20 decoded images of 3x64x64 would take 240 KiB", "(at most 8 fit)", "choose fewer")
+    assert line.startswith(f"error: Decoding {small_data / 'val'}")
 
 
 def test_the_library_refuses_what_the_cli_refuses():
