@@ -6,32 +6,31 @@
 * ``train_transform``: the paper's augmentation: the central square of the resized image, a random crop of it,
   a horizontal flip, and PCA colour augmentation with ImageNet's eigenvectors (sigma 0.1).
 * ``ImageFolderDataset``: torchvision's ImageFolder that skips corrupt or non-image files with a warning
-  naming each one, and counts them, instead of crashing.
+  naming each one, and counts them, instead of crashing; its walk (:mod:`alexnet_deploy.core.walk`) counts each
+  real file once, and its images are decoded by :mod:`alexnet_deploy.core.decode`.
 * ``make_synthetic_imagefolder``: a deterministic synthetic set written as an ImageFolder, for offline demos.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import random
-import re
-import stat
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torchvision import datasets
 from torchvision.transforms import v2
 
+# Decoding and the folder walk live in core.decode and core.walk; their names stay importable from here.
+from alexnet_deploy.core.decode import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, image_problem, load_rgb, to_rgb  # noqa: F401
 from alexnet_deploy.core.errors import DataError
 from alexnet_deploy.core.text import label_line
+from alexnet_deploy.core.walk import FolderWalk, walk_class_folders  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,6 @@ IMAGENET_PCA_EIGVEC = (
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SYNTHETIC_MARK = "synthetic"
 
 
@@ -125,264 +123,6 @@ def train_transform(pre: Preprocessing = Preprocessing(), pca_sigma: float = 0.1
             v2.Normalize(pre.mean, pre.std),
         ]
     )
-
-
-MAX_IMAGE_PIXELS = 1024**3 // 4 // 3
-"""The largest image decoded: 89,478,485 pixels (about 9459 x 9459), Pillow's own decompression-bomb threshold.
-Decoded as RGB it takes 256 MiB; a larger file (a 20000 x 20000 PNG compresses to a few kB) is refused with a
-sentence before its pixels are decoded, instead of exhausting memory."""
-
-_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))  # fmt: skip
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
-_WITH_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
-TRANSPARENT_BACKGROUND = (255, 255, 255)
-"""Transparent pixels are composited on white, as a viewer shows them on a white page."""
-
-
-def _kind(mode: int) -> str | None:
-    """What a non-regular file is (``"a FIFO"``...), or ``None`` for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
-
-
-@contextlib.contextmanager
-def _open_regular(path: str | Path) -> Iterator:
-    """Open ``path`` for reading only if it is a regular file: a FIFO would block the open (and the command)
-    forever, a device could stream without end. Checked before opening and again on the open descriptor, which
-    is opened non-blocking so that even a FIFO swapped in between cannot hang.
-
-    Raises:
-        DataError: missing, a folder, or not a regular file.
-    """
-    try:
-        kind = _kind(os.stat(path).st_mode)
-        if kind is None:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-            kind = _kind(os.fstat(fd).st_mode)
-            if kind is not None:
-                os.close(fd)
-    except FileNotFoundError:
-        raise DataError(f"Image not found: {path} (or it is a link to nothing).") from None
-    except PermissionError:
-        raise DataError(f"Cannot read image {path}: permission denied.") from None
-    except OSError as exc:
-        raise DataError(f"Cannot read image {path}: {exc.strerror or exc}.") from None
-    if kind == "a folder":
-        raise DataError(f"{path} is a folder, not an image file.")
-    if kind is not None:
-        raise DataError(f"{path} is {kind}, not an image file; only regular files are read.")
-    with os.fdopen(fd, "rb") as fh:
-        yield fh
-
-
-def _too_large(path: str | Path, pixels: int | None, size: tuple[int, int] | None = None) -> DataError:
-    what = f"{size[0]}x{size[1]} ({pixels / 1e6:.1f} megapixels)" if size else "larger than Pillow can safely open"
-    return DataError(
-        f"Image {path} is too large: {what}; the limit is {MAX_IMAGE_PIXELS:,} pixels (about 9459x9459, 256 MiB "
-        "decoded), so that one image cannot exhaust memory. Shrink it first."
-    )
-
-
-@contextlib.contextmanager
-def _open_image(path: str | Path) -> Iterator[Image.Image]:
-    """Open an image file lazily (header only), refusing non-regular files and images over the pixel limit."""
-    with _open_regular(path) as fh, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below with a sentence
-        try:
-            img = Image.open(fh)
-        except Image.DecompressionBombError as exc:
-            found = re.search(r"\((\d+) pixels\)", str(exc))
-            raise _too_large(path, int(found.group(1)) if found else None) from None
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"Cannot read image {path}: {exc}.") from None
-        with img:
-            pixels = img.size[0] * img.size[1]
-            if pixels > MAX_IMAGE_PIXELS:
-                raise _too_large(path, pixels, img.size)
-            yield img
-
-
-def to_rgb(img: Image.Image, path: str | Path = "the image") -> Image.Image:
-    """Convert a decoded image of any mode Pillow opens to 8-bit RGB, faithfully, or refuse it.
-
-    * 16-bit grey (``I;16*``, and ``I`` holding 0..65535 as Pillow gives 16-bit PGM/PNG) is scaled by its true
-      range (65535 -> 255), not clipped: Pillow's ``convert("RGB")`` turns every value above 255 into white.
-    * Transparency (RGBA, LA, PA, P with a transparent colour) is composited on :data:`TRANSPARENT_BACKGROUND`.
-    * CMYK, YCbCr, LAB, HSV, 1-bit and palette images use Pillow's conversion.
-
-    Raises:
-        DataError: 32-bit float pixels (mode ``F``: their range is not defined, so no scaling is faithful),
-            ``I`` values outside 0..65535, or a mode Pillow cannot convert to RGB.
-    """
-    mode = img.mode
-    if mode in _SIXTEEN_BIT or mode == "I":
-        grey = np.asarray(img)
-        if mode == "I" and grey.size and (int(grey.min()) < 0 or int(grey.max()) > 65535):
-            raise DataError(
-                f"Image {path} has 32-bit integer pixels from {int(grey.min())} to {int(grey.max())}, outside the "
-                "16-bit range 0..65535 that can be scaled faithfully; convert it to 8 or 16 bits first."
-            )
-        grey8 = ((grey.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-        return Image.fromarray(grey8, "L").convert("RGB")
-    if mode == "F":
-        raise DataError(
-            f"Image {path} has 32-bit floating-point pixels (mode F), whose range is not defined, so they cannot be "
-            "turned into 8-bit colour faithfully; convert it to an 8-bit image first."
-        )
-    if mode == "P" and "transparency" in img.info:
-        img, mode = img.convert("RGBA"), "RGBA"
-    if mode in _WITH_ALPHA:
-        rgba = img.convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] == 255:  # fully opaque: nothing to composite
-            return rgba.convert("RGB")
-        background = Image.new("RGBA", rgba.size, (*TRANSPARENT_BACKGROUND, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    try:
-        return img.convert("RGB")
-    except ValueError as exc:
-        raise DataError(f"Image {path} has mode {mode}, which cannot be converted to RGB: {exc}.") from None
-
-
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open an image file as 8-bit RGB (:func:`to_rgb`).
-
-    Raises:
-        DataError: the file is missing, not a regular file (a FIFO never blocks the caller), larger than
-            :data:`MAX_IMAGE_PIXELS`, truncated, not an image, or of a mode that cannot be converted faithfully.
-    """
-    with _open_image(path) as img:
-        try:
-            img.load()
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise DataError(f"Cannot read image {path}: {exc}.") from None
-        return to_rgb(img, path)
-
-
-def image_problem(path: str | Path) -> str | None:
-    """Why ``path`` cannot be used as an image, without decoding its pixels (``None``: it looks usable).
-
-    Checks that it is a regular file, that Pillow recognises it, that it is within :data:`MAX_IMAGE_PIXELS` and
-    of a mode :func:`to_rgb` takes, and that its structure is intact (``verify``). A truncated JPEG passes and
-    fails only when decoded; :func:`load_rgb` says so then.
-    """
-    try:
-        with _open_image(path) as img:
-            if img.mode == "F":
-                to_rgb(img, path)  # raises its sentence
-            img.verify()
-    except DataError as exc:
-        return str(exc)
-    except Exception as exc:  # noqa: BLE001 - any failure of verify() means the file is unusable
-        return f"Cannot read image {path}: {exc}."
-    return None
-
-
-def _file_id(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
-
-
-@dataclass
-class FolderWalk:
-    """What :func:`walk_class_folders` found: samples, and everything it left out or counted once."""
-
-    samples: list[tuple[str, int]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # files left out: not images, unreadable, not regular
-    links_not_followed: list[str] = field(default_factory=list)  # folder links that lead back (loops) or across
-    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, the path it was first counted as)
-
-
-def walk_class_folders(
-    root: str | Path, classes: Sequence[str], accept: Callable[[str], str | None] | None = None
-) -> FolderWalk:
-    """Every image file under ``root/<class>/`` (at any depth, following links), each real file counted once.
-
-    Links are followed (a class folder may be a link to where the images live), but a folder is read at most
-    once: a link back to a folder already on the way (``ln -s . loop``) or to another class's folder is not
-    followed, with one warning naming it; a file reached a second time (through a link, or a hard link) is
-    counted once, under the first path met in sorted order. Non-image names, broken links and non-regular files
-    (FIFOs, devices) are left out without being opened; ``accept(path)`` may give a reason to leave out others.
-
-    Returns:
-        :class:`FolderWalk`, samples in ImageFolder's order (sorted folder path, then file name).
-
-    Raises:
-        DataError: a folder cannot be listed.
-    """
-    root = Path(root)
-    walk = FolderWalk()
-    try:
-        seen_dirs = {_file_id(os.stat(root)): str(root)}
-        class_dirs: dict[tuple[int, int], str] = {}
-        for c in classes:  # two class folders that are one folder: the first (sorted) reads it
-            class_dirs.setdefault(_file_id(os.stat(root / c)), c)
-    except OSError as exc:
-        raise DataError(f"Cannot read image folder {root}: {exc.strerror or exc}.") from None
-    seen_files: dict[tuple[int, int], str] = {}
-    for index, name in enumerate(classes):
-        folders: list[tuple[str, list[str]]] = []
-        pending = [root / name]
-        while pending:
-            folder = pending.pop()
-            try:
-                folder_id = _file_id(os.stat(folder))
-                if folder_id in seen_dirs or (folder_id in class_dirs and class_dirs[folder_id] != name):
-                    first = seen_dirs.get(folder_id) or str(root / class_dirs[folder_id])
-                    walk.links_not_followed.append(str(folder))
-                    log.warning("Not following the folder link %s: it leads to %s, which is read once (a loop or "
-                                "a second way in); its images are counted there.", folder, first)  # fmt: skip
-                    continue
-                seen_dirs[folder_id] = str(folder)
-                with os.scandir(folder) as entries:
-                    listing = sorted(entries, key=lambda e: e.name)
-            except OSError as exc:
-                raise DataError(f"Cannot read image folder {folder}: {exc.strerror or exc}.") from None
-            subfolders = [Path(e.path) for e in listing if _is_dir(e)]
-            pending.extend(reversed(subfolders))
-            folders.append((str(folder), [e.path for e in listing if not _is_dir(e)]))
-        for _, files in sorted(folders):
-            for path in files:
-                problem = _file_problem(path, seen_files, walk)
-                if problem is None and accept is not None:
-                    problem = accept(path)
-                if problem == "":
-                    continue  # counted once already
-                if problem is not None:
-                    walk.skipped.append(path)
-                    log.warning("%s Skipping it.", problem)
-                    continue
-                walk.samples.append((path, index))
-    if walk.duplicates:
-        path, first = walk.duplicates[0]
-        log.warning("%d file(s) were reached a second time through links and counted once (first: %s is %s).",
-                    len(walk.duplicates), path, first)  # fmt: skip
-    return walk
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()  # follows links
-    except OSError:
-        return False
-
-
-def _file_problem(path: str, seen: dict[tuple[int, int], str], walk: FolderWalk) -> str | None:
-    """Why ``path`` is left out (``""``: it is a file already counted), without opening it; ``None``: keep it."""
-    if not path.lower().endswith(IMAGE_EXTENSIONS):
-        return f"{path} does not end in an image extension ({', '.join(IMAGE_EXTENSIONS)})."
-    try:
-        st = os.stat(path)
-    except OSError:
-        return f"{path} is a link to nothing, or cannot be read."
-    if (kind := _kind(st.st_mode)) is not None:
-        return f"{path} is {kind}, not an image file; only regular files are read."
-    file_id = _file_id(st)
-    if file_id in seen:
-        walk.duplicates.append((path, seen[file_id]))
-        return ""
-    seen[file_id] = path
-    return None
 
 
 class ImageFolderDataset(datasets.ImageFolder):

@@ -22,7 +22,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from alexnet_deploy.cli.main import app
-from alexnet_deploy.core.data import MAX_IMAGE_PIXELS, ImageFolderDataset, load_rgb, to_rgb
+from alexnet_deploy.core.data import ImageFolderDataset
+from alexnet_deploy.core.decode import MAX_IMAGE_PIXELS, load_rgb, to_rgb
 from alexnet_deploy.core.errors import DataError
 from alexnet_deploy.core.manifest import load_manifest
 
