@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASSES, PER_CLASS, cli, copy_data, one_sentence, outcome, snapshot
 from PIL import Image
+from trust_helpers import CLASSES, PER_CLASS, cli, copy_data, one_sentence, outcome, snapshot
 from typer.testing import CliRunner
 
 from alexnet_deploy.cli.main import app

@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import CLASSES, copy_artifact, copy_data, one_sentence, snapshot
+from trust_helpers import CLASSES, copy_artifact, copy_data, need, one_sentence, snapshot
 from typer.testing import CliRunner
 
 from alexnet_deploy.cli.main import app
@@ -39,7 +39,7 @@ def _photo(small_data: Path) -> Path:
 
 # -- 5. names into config.pbtxt and labels.txt ------------------------------------------------------------------
 def test_a_file_name_cannot_add_fields_to_config_pbtxt(small_onnx, tmp_path):
-    pb = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient parses config.pbtxt")
+    pb = need("tritonclient.grpc.model_config_pb2", "tritonclient parses config.pbtxt")
     from google.protobuf import text_format
 
     evil = (
@@ -82,7 +82,7 @@ def test_a_sidecar_name_with_a_line_break_is_refused_by_triton_and_every_reader(
 
 
 def test_pbtxt_strings_round_trip_whatever_they_hold():
-    pb = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient parses config.pbtxt")
+    pb = need("tritonclient.grpc.model_config_pb2", "tritonclient parses config.pbtxt")
     from google.protobuf import text_format
 
     for value in ['a"b', "back\\slash", "line\nbreak", "tab\tcr\r", "nul\x00esc\x1b", "é ü 猫 🐈", "rtl\u202eexe",
@@ -153,7 +153,7 @@ HOSTILE = ["`<img src=x onerror=alert(1)>`.JPEG", "<script>alert(1)</script>.png
 
 
 def test_report_names_stay_text_in_markdown_and_html(tmp_path):
-    markdown_it = pytest.importorskip("markdown_it", reason="markdown-it-py renders the Markdown the way viewers do")
+    markdown_it = need("markdown_it", "markdown-it-py renders the Markdown the way viewers do")
     from alexnet_deploy.report import render_markdown, write_report
 
     figures = {"precision": "int8", "top1": 50.0, "top5": 90.0, "agreement": 99.0, "num_images": 7}
