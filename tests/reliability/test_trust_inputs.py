@@ -238,6 +238,13 @@ def test_a_subset_counts_every_skipped_file_it_met(small_onnx, small_data, tmp_p
     assert described["num_images"] == 4 and described["unreadable_skipped"] == 4
     assert described["unreadable_examples"] == [p.name for p in bad]  # the first three, in folder order
     assert "4 unreadable calibration image(s) skipped" in result.stdout
+    engine = tmp_path / "e.onnx"  # the build's evaluation of a subset records every skipped file in its sidecar
+    build = ["build", str(small_onnx), "--fp16", "--backend", "onnxruntime", "--eval-data", str(data), "--eval-limit",
+             "5", "-o", str(engine), "--max-top1-drop", "100", "--max-top5-drop", "100", "--probe-batch", "1"]
+    result = runner.invoke(app, build)
+    assert result.exit_code == 0, result.output
+    accuracy = load_manifest(engine).accuracy
+    assert accuracy["num_images"] == 5 and accuracy["unreadable_skipped"] == 4
 
 
 # -- 13. a finished schedule resumed with more epochs ----------------------------------------------------------

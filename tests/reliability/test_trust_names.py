@@ -108,6 +108,14 @@ def test_predict_prints_file_and_class_names_as_they_are(small_onnx, small_data,
     assert f"{draft}\n" in result.stdout  # not "cat .png"
     printed = {line.split("%", 1)[1].strip() for line in result.stdout.splitlines() if "%" in line}
     assert printed == set(classes)
+    as_json = runner.invoke(app, ["predict", str(artifact), str(draft), "--json"])
+    assert json.loads(as_json.stdout)[0]["path"] == str(draft)  # JSON carries the exact name
+    named = copy_artifact(small_onnx, tmp_path / "m [bold] [red].onnx")  # two of one kind: labels name the files
+    bench = ["bench", str(named), str(small_onnx), "--batch", "1", "--duration-s", "0.05", "--warmup-s", "0",
+             "--rounds", "1", "--no-ceiling", "--threads", "1", "--baseline", "none"]  # fmt: skip
+    table = runner.invoke(app, bench, env=WIDE)
+    assert table.exit_code == 0, table.output
+    assert "m [bold] [red].onnx" in table.stdout  # a table cell, printed as it is (not "m  .onnx")
 
 
 def test_control_characters_in_names_are_shown_never_obeyed(small_onnx, small_data, tmp_path):
@@ -116,6 +124,8 @@ def test_control_characters_in_names_are_shown_never_obeyed(small_onnx, small_da
     result = runner.invoke(app, ["predict", str(small_onnx), str(evil), str(tmp_path / "no\nsuch.png")], env=WIDE)
     assert result.exit_code == 1 and "\x1b" not in result.stdout + result.stderr
     assert "evil\\x1b[2J\\x1b[31mred.png" in result.stdout
+    as_json = runner.invoke(app, ["predict", str(small_onnx), str(evil), "--json"])
+    assert json.loads(as_json.stdout)[0]["path"] == str(evil)  # exact in JSON, which escapes it itself
     line = one_sentence(result, "no\\nsuch.png")  # one line, although the name holds a line break
     assert line.startswith("error: Image not found:")
     data = copy_data(small_data, tmp_path / "set [v2] [/bold]")
