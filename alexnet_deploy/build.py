@@ -41,7 +41,7 @@ from alexnet_deploy.backends.verification import verify_file
 from alexnet_deploy.core.accuracy import GateResult, metrics
 from alexnet_deploy.core.errors import ConfigError, GateError
 from alexnet_deploy.core.files import link_into, output_lock, work_dir
-from alexnet_deploy.core.images import PreparedImages, ProgressFn, load_eval_images
+from alexnet_deploy.core.images import PreparedImages, ProgressFn, describe_skipped, load_eval_images
 from alexnet_deploy.core.manifest import Manifest, place_artifact, refuse_linked_pair
 from alexnet_deploy.core.vocab import BackendName, Precision
 from alexnet_deploy.requests import BuildRequest
@@ -331,6 +331,7 @@ def _manifest(prepared: Prepared, result: BuildResult, chosen: VerifiedEngine) -
     accuracy = {
         "eval_data": result.eval_data,
         "num_images": len(images),
+        **describe_skipped(images.skipped),  # every unreadable file the evaluation met, also of a --eval-limit subset
         "fp32": {"top1": result.fp32["top1"], "top5": result.fp32["top5"]},
         result.precision: {"top1": result.engine["top1"], "top5": result.engine["top5"]},
         "top1": result.engine["top1"],

@@ -19,6 +19,7 @@ from typing import Any
 from alexnet_deploy.core.data import ImageFolderDataset, folder_fingerprint, is_synthetic, make_synthetic_imagefolder
 from alexnet_deploy.core.errors import ConfigError, DataError
 from alexnet_deploy.core.files import copy_atomic, ensure_folder, sha256_file, sha256_text, write_json_atomic
+from alexnet_deploy.core.limits import check_count, check_duration, check_threads
 from alexnet_deploy.core.manifest import load_manifest
 from alexnet_deploy.report import write_report
 
@@ -60,6 +61,23 @@ class QuickstartOptions:
     bench_seconds: float = 2.0
     threads: int | None = None
     force: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse numbers that mean nothing or exceed the machine before anything runs (not after the training).
+
+        Raises:
+            ConfigError: one sentence (:mod:`alexnet_deploy.core.limits`).
+        """
+        check_duration(self.train_minutes, "--train-minutes")
+        check_duration(self.bench_seconds, "--bench-seconds")
+        check_threads(self.threads)
+        check_count(self.calib_images, "--calib-images")
+        check_count(self.holdout_images, "--holdout-images", low=0)
+        for value, what in ((self.epochs, "--epochs"), (self.eval_limit, "--eval-limit")):
+            if value is not None:
+                check_count(value, what)
+        for batch in self.bench_batches:
+            check_count(batch, "A --bench-batch size")
 
 
 class _Stages:

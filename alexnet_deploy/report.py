@@ -9,6 +9,11 @@ checked against the artifacts' sidecars:
 num_images, unreadable_skipped, unreadable_examples (the images evaluated, and the unreadable ones left out).
 ``gate``: max_top1_drop, max_top5_drop, top1_drop, top5_drop, passed.
 Accuracy figures, agreements and drops are in percent / points, as :mod:`alexnet_deploy.verify` reports them.
+
+Every string of the results (paths, file and class names, notes, the CPU's model name) is escaped for each format
+(:mod:`alexnet_deploy.core.text` for Markdown, :func:`html.escape` for HTML): a paragraph is a sequence of
+parts, plain text, :class:`Code` (a name shown as code) or :class:`Bold`, rendered once per format, so no name
+can become markup, raw HTML, a link or a new table column.
 ``calibration``: rows of method, form, top1, agreement, chosen (on held-out calibration images).
 ``bench``: rows of name, batch, median_ms, p90_ms, p99_ms, throughput, ratio, others_cpu_cores, reliable;
 baseline; plot_png; contention (:meth:`alexnet_deploy.bench.contention.Contention.to_dict`: the other processes'
@@ -20,10 +25,23 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any
 
 from alexnet_deploy.core.files import refuse_symlink, write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.text import console_text, markdown_code, markdown_text
+
+
+class Code(str):
+    """A name (a path, a file) shown as code."""
+
+
+class Bold(str):
+    """Words shown in bold."""
+
+
+Paragraph = tuple[str, ...]  # parts: plain text, Code or Bold
 
 
 def _pct(x: float | None) -> str:
@@ -37,20 +55,23 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _evaluated(row: dict[str, Any]) -> str:
+def _evaluated(row: dict[str, Any]) -> Paragraph:
     """ "200 validation images evaluated; 2 unreadable skipped (`a.JPEG`, `b.JPEG`).": what the figures count."""
     skipped, examples = row.get("unreadable_skipped") or 0, row.get("unreadable_examples") or []
     text = f"{row['num_images']} validation images evaluated; {skipped} unreadable skipped"
     if not skipped:
-        return text + "."
+        return (text + ".",)
+    names: list[str] = []
+    for n in examples:
+        names += [", ", Code(n)] if names else [Code(n)]
     more = ", ..." if skipped > len(examples) else ""
-    return text + f" ({', '.join(f'`{n}`' for n in examples)}{more})."
+    return (text + " (", *names, f"{more}).")
 
 
-def _contention_words(contention: dict[str, Any] | None, rows: list[dict[str, Any]]) -> list[str]:
+def _contention_words(contention: dict[str, Any] | None, rows: list[dict[str, Any]]) -> list[Paragraph]:
     """The paragraph on the other processes' CPU use while timing; a bold warning when figures are unreliable."""
     if not contention:
-        return ["Other processes' CPU use while timing was not measured for these figures."]
+        return [("Other processes' CPU use while timing was not measured for these figures.",)]
     use = (
         f"other processes used {contention['others_cpu_cores']:.2f} of {contention['cores']} cores on average "
         f"({contention['others_cpu_fraction']:.1%} of the machine) while these figures were timed; "
@@ -58,33 +79,52 @@ def _contention_words(contention: dict[str, Any] | None, rows: list[dict[str, An
     )
     flagged = sum(r.get("reliable") is False for r in rows)
     if not flagged:
-        return [f"Measured on a quiet machine: {use}."]
+        return [(f"Measured on a quiet machine: {use}.",)]
     return [
-        f"**UNRELIABLE: {flagged} of {len(rows)} figures were taken under contention** ({use}); they are marked "
-        "in the table and should be measured again on a quiet machine before being quoted."
+        (
+            Bold(f"UNRELIABLE: {flagged} of {len(rows)} figures were taken under contention"),
+            f" ({use}); they are marked in the table and should be measured again on a quiet machine before being "
+            "quoted.",
+        )
     ]
 
 
-def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]] | None, str | None]]:
+Section = tuple[str, list[Paragraph], list[list[str]] | None, str | None]
+
+
+def _sections(results: dict[str, Any]) -> list[Section]:
     """(title, paragraphs, table rows with headers first, image) for each section, shared by MD and HTML."""
-    out: list[tuple[str, list[str], list[list[str]] | None, str | None]] = []
+    out: list[Section] = []
     data = results.get("data", {})
-    words = [
-        f"Data: `{data.get('path', '')}`: {data.get('classes', '?')} classes, {data.get('train_images', '?')} "
-        f"training and {data.get('val_images', '?')} validation images."
+    words: list[Paragraph] = [
+        (
+            "Data: ",
+            Code(str(data.get("path", ""))),
+            f": {data.get('classes', '?')} classes, {data.get('train_images', '?')} training and "
+            f"{data.get('val_images', '?')} validation images.",
+        )
     ]
     if data.get("synthetic"):
         words.append(
-            "**This run used the built-in SYNTHETIC image set** (generated patterns, not photos): it shows the "
-            "pipeline working, not how well AlexNet classifies real images. Pass `--data DIR` for the real check."
+            (
+                Bold("This run used the built-in SYNTHETIC image set"),
+                " (generated patterns, not photos): it shows the pipeline working, not how well AlexNet classifies "
+                "real images. Pass ",
+                Code("--data DIR"),
+                " for the real check.",
+            )
         )
     out.append(("Data", words, None, None))
 
     tr = results.get("training")
     if tr:
         words = [
-            f"Checkpoint `{tr.get('checkpoint', '')}` after {tr.get('epochs', '?')} epoch(s) in "
-            f"{tr.get('wall_s') or 0:.0f} s: top-1 {_pct(tr.get('top1'))}, top-5 {_pct(tr.get('top5'))} on validation."
+            (
+                "Checkpoint ",
+                Code(str(tr.get("checkpoint", ""))),
+                f" after {tr.get('epochs', '?')} epoch(s) in {tr.get('wall_s') or 0:.0f} s: top-1 "
+                f"{_pct(tr.get('top1'))}, top-5 {_pct(tr.get('top5'))} on validation.",
+            )
         ]
         out.append(("Training", words, None, tr.get("curves_png")))
 
@@ -109,9 +149,11 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
         if gate:
             verdict = "PASSED" if gate.get("passed") else "FAILED"
             words.append(
-                f"Accuracy gate {verdict}: INT8 top-1 drop {gate.get('top1_drop') or 0:.2f} points "
-                f"(allowed {gate.get('max_top1_drop', '?')}), top-5 drop {gate.get('top5_drop') or 0:.2f} "
-                f"points (allowed {gate.get('max_top5_drop', '?')})."
+                (
+                    f"Accuracy gate {verdict}: INT8 top-1 drop {gate.get('top1_drop') or 0:.2f} points "
+                    f"(allowed {gate.get('max_top1_drop', '?')}), top-5 drop {gate.get('top5_drop') or 0:.2f} "
+                    f"points (allowed {gate.get('max_top5_drop', '?')}).",
+                )
             )
         out.append(("Accuracy", words, rows, None))
 
@@ -127,8 +169,8 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
                 cells.append(f"{mine['images_per_s']:.0f} ({fp32['images_per_s']:.0f})" if mine and fp32 else
                              f"{mine['images_per_s']:.0f}" if mine else "")  # fmt: skip
             rows.append([label, "passed" if c["passed"] else "failed", _pct(c.get("agreement_top1")), *cells])
-        words = [f"Chosen: {choice['chosen']}, {choice['why']} (speeds on random inputs, this machine)."]
-        words += [f"Warning: {n}" for n in (results.get("int8") or {}).get("notes") or []]
+        words = [(f"Chosen: {choice['chosen']}, {choice['why']} (speeds on random inputs, this machine).",)]
+        words += [(f"Warning: {n}",) for n in (results.get("int8") or {}).get("notes") or []]
         out.append(("INT8 engine choice", words, rows, None))
 
     cal = results.get("calibration") or []
@@ -144,7 +186,8 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
             ]
             for r in cal
         ]
-        out.append(("Calibration methods", ["Scored on held-out calibration images, never the eval set."], rows, None))
+        held_out = [("Scored on held-out calibration images, never the eval set.",)]
+        out.append(("Calibration methods", held_out, rows, None))
 
     bench = results.get("bench") or {}
     if bench.get("rows"):
@@ -166,7 +209,7 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
                 flag = " (unreliable)" if r.get("reliable") is False else ""
                 row.append("" if cores is None else f"{cores:.2f}{flag}")
             rows.append(row)
-        words = [bench.get("note", "")] if bench.get("note") else []
+        words = [(bench["note"],)] if bench.get("note") else []
         words += _contention_words(bench.get("contention"), bench["rows"])
         out.append(("Latency and throughput", words, rows, bench.get("plot_png")))
 
@@ -185,17 +228,37 @@ def _sections(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[s
     return out
 
 
+def _markdown(part: str) -> str:
+    if isinstance(part, Code):
+        return markdown_code(part)
+    return f"**{markdown_text(part)}**" if isinstance(part, Bold) else markdown_text(part)
+
+
+def _html(part: str) -> str:
+    if isinstance(part, Code):
+        return f"<code>{html.escape(console_text(part))}</code>"
+    return f"<strong>{html.escape(part)}</strong>" if isinstance(part, Bold) else html.escape(console_text(part))
+
+
+def _image_target(name: str) -> str:
+    """A file name as a Markdown link destination: ``<...>``, with what could end it escaped."""
+    return "<" + console_text(name).replace("\\", "\\\\").replace("<", "\\<").replace(">", "\\>") + ">"
+
+
 def render_markdown(results: dict[str, Any]) -> str:
-    """The report as Markdown (images referenced by file name, beside the report)."""
-    lines = [f"# {results.get('title', 'alexnet-deploy report')}", ""]
+    """The report as Markdown (images referenced by file name, beside the report); every string escaped."""
+    lines = [f"# {markdown_text(str(results.get('title', 'alexnet-deploy report')))}", ""]
     for title, words, rows, image in _sections(results):
-        lines += [f"## {title}", ""]
+        lines += [f"## {markdown_text(title)}", ""]
         for w in words:
-            lines += [w, ""]
+            lines += ["".join(_markdown(p) for p in w), ""]
         if rows:
-            lines += _table(rows[0], rows[1:]) + [""]
+            lines += _table([markdown_text(h) for h in rows[0]], [[markdown_text(c) for c in r] for r in rows[1:]])
+            lines += [""]
         if image:
-            lines += [f"![{title}]({Path(image).name})", ""]
+            name = Path(image).name
+            target = name if re.fullmatch(r"[\w.-]+", name) else _image_target(name)
+            lines += [f"![{markdown_text(title)}]({target})", ""]
     return "\n".join(lines)
 
 
@@ -212,7 +275,7 @@ def render_html(results: dict[str, Any], base: Path) -> str:
     ]
     for title, words, rows, image in _sections(results):
         parts.append(f"<h2>{esc(title)}</h2>")
-        parts += [f"<p>{esc(w).replace('**', '')}</p>" for w in words]
+        parts += [f"<p>{''.join(_html(p) for p in w)}</p>" for w in words]
         if rows:
             parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in rows[0]) + "</tr>")
             parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows[1:]]

@@ -9,7 +9,6 @@ again.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,6 +16,7 @@ from typing import Any
 
 from alexnet_deploy.core.accuracy import EvalRequest, Gate
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.limits import check_count, check_duration
 from alexnet_deploy.core.values import parse_batch_sizes
 from alexnet_deploy.core.vocab import BackendName, Precision
 from calib.request import CalibrationRequest
@@ -32,8 +32,7 @@ class ProbeRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "batches", parse_batch_sizes(self.batches, flag="--probe-batch", allow_empty=True))
-        if not (math.isfinite(self.seconds) and self.seconds > 0):
-            raise ConfigError(f"The speed probe needs a positive duration, not {self.seconds}.")
+        check_duration(self.seconds, "The speed probe's duration")
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,7 @@ class BuildRequest:
         object.__setattr__(self, "engines", MappingProxyType(engines))
         if self.precision is Precision.FP32:
             raise ConfigError("build makes FP16, BF16 or INT8 engines; the FP32 ONNX is the export itself.")
-        if self.max_fallback_layers < 0:
-            raise ConfigError(f"max_fallback_layers must not be negative, not {self.max_fallback_layers}.")
+        check_count(self.max_fallback_layers, "max_fallback_layers", low=0)
 
     @property
     def gate(self) -> Gate:

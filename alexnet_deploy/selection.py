@@ -247,6 +247,7 @@ def compile_candidate(cand: Candidate, deployable: Path, source: Manifest, reque
         preprocessing=dict(source.preprocessing),
         precision=request.precision.value,
         engine=facts,
+        other_fields=dict(source.other_fields),  # keys this release does not know travel on, never dropped
     )
     save_manifest(engine, provisional)
     compiled = CompiledEngine(cand, deployable, sha256_file(deployable), engine, facts, provisional)

@@ -54,6 +54,7 @@ from alexnet_deploy.core.files import (
     write_error,
 )
 from alexnet_deploy.core.manifest import Manifest, sidecar_path
+from alexnet_deploy.core.text import label_line, pbtxt_comment, safe_name
 from alexnet_deploy.triton_backends import Serving, choose_serving, stage_python_model
 from alexnet_deploy.triton_config import PLATFORM_FILES, Ident, to_pbtxt, validate_config
 
@@ -111,8 +112,7 @@ class TritonOptions:
             raise ConfigError(f"The instance kind must be gpu or cpu; got {self.kind!r}.")
         object.__setattr__(self, "kind", InstanceKind(self.kind))  # a plain string is accepted too
         object.__setattr__(self, "preferred_batch", tuple(self.preferred_batch))
-        if not self.name or self.name.startswith(".") or any(c in self.name for c in "/\\ \t\n"):
-            raise ConfigError(f"The model name {self.name!r} cannot name a folder (no slashes, spaces, leading dot).")
+        safe_name(self.name, "The model name")  # it names a folder and is written into config.pbtxt
         lowest = {"max batch size": 1, "instances": 1, "version": 1, "queue delay": 0, "threads": 1}
         values = (self.max_batch_size, self.instances, self.version, self.max_queue_delay_us, self.threads)
         for (label, least), value in zip(lowest.items(), values, strict=True):
@@ -284,8 +284,10 @@ def model_config(name: str, artifacts: Sequence[ServedArtifact], options: Triton
         max_batch = _max_batch_size(artifacts, options, serving)
     if too_big := [b for b in options.preferred_batch if b > max_batch]:
         raise ConfigError(f"Preferred batch sizes must be at most the max batch size {max_batch}; got {too_big}.")
-    if len(m.classes) != m.output["shape"][-1] or any("\n" in c for c in m.classes):
+    if len(m.classes) != m.output["shape"][-1]:
         raise ArtifactError(f"{first.path.name}'s classes do not match its {m.output['shape'][-1]} outputs.")
+    for c in m.classes:
+        label_line(c, LABELS_FILE, ArtifactError)
     several = len(artifacts) > 1
     files = [f"model_{a.compute_capability}.plan" if several else MODEL_FILES[a.kind] for a in artifacts]
     preferred = {"preferred_batch_size": list(options.preferred_batch)} if options.preferred_batch else {}
@@ -329,7 +331,7 @@ def model_config(name: str, artifacts: Sequence[ServedArtifact], options: Triton
             if int((profile.get("min") or [1])[0]) > 1:
                 facts["notes"].append(f"{a.path.name}'s profile starts above batch 1, so smaller batches Triton "
                                       "forms will fail; rebuild it with a min batch of 1.")  # fmt: skip
-    return "".join(f"# {line}\n" for line in comments) + to_pbtxt(config), facts
+    return "".join(f"# {pbtxt_comment(line)}\n" for line in comments) + to_pbtxt(config), facts
 
 
 def write_repository(

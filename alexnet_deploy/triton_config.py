@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet_deploy.core.errors import ArtifactError, MissingBackendError
+from alexnet_deploy.core.text import pbtxt_string
 
 PLATFORM_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}  # Triton's default file names
 BACKEND_FILES = {"onnxruntime": "model.onnx", "tensorrt": "model.plan", "openvino": "model.xml", "python": "model.py"}
@@ -51,7 +52,7 @@ def _scalar(value: Any) -> str:
     if isinstance(value, Ident):
         return str(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return pbtxt_string(value)  # a line break or quote in a name stays inside its one value
     return str(int(value))
 
 

@@ -310,6 +310,7 @@ def place_calibrated(source: SourceModel, result: CalibrationResult, out: Path) 
         calibration=result.to_dict(),
         source={"path": str(source.path), "sha256": source.sha256, "precision": "fp32"},
         extra={"layers": {layer.node: layer.label for layer in quantizable_layers(source.path)}},
+        other_fields=dict(m.other_fields),  # keys this release does not know travel on, never silently dropped
     )
     fault_point("between-renames", out)
     write_manifest(out, manifest, sha)  # after the ONNX, with the sha256 of the bytes written

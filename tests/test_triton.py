@@ -295,7 +295,7 @@ def test_options_and_batch_sizes():
     assert parse_batch_sizes("16, 8,8") == (8, 16) and parse_batch_sizes(None, allow_empty=True) == ()
     with pytest.raises(ConfigError, match="whole numbers separated by commas"):
         parse_batch_sizes("8;16")
-    with pytest.raises(ConfigError, match="cannot name a folder"):
+    with pytest.raises(ConfigError, match="is not a safe name"):
         TritonOptions(name="../alexnet")
     with pytest.raises(ConfigError, match="The instances must be at least 1"):
         TritonOptions(instances=0)

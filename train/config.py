@@ -23,6 +23,7 @@ from typing import Any
 
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.limits import check_count, check_number, check_threads, finite
 from alexnet_deploy.core.paths import require_file
 
 __all__ = ["PRESETS", "TrainConfig", "load_config_file", "parse_overrides", "preset", "resolve_config"]
@@ -30,6 +31,8 @@ __all__ = ["PRESETS", "TrainConfig", "load_config_file", "parse_overrides", "pre
 SCHEDULES = ("plateau", "warmup_cosine", "constant")
 AUGMENTATIONS = ("paper", "rrc", "none")
 LOADERS = ("folder", "memory")
+MAX_WIDTH = 4.0
+WIDTH_WHY = "4x the paper's channels already has ~16x its parameters (about 1 billion, 12 GB with momentum)"
 
 
 @dataclass
@@ -110,6 +113,31 @@ class TrainConfig:
         lo, hi = self.rrc_scale
         if not 0.0 < lo <= hi <= 1.0:
             raise ConfigError(f"rrc_scale must satisfy 0 < low <= high <= 1, got {self.rrc_scale}.")
+        self._check_bounds()
+
+    def _check_bounds(self) -> None:
+        """NaN and infinity nowhere; every number within what it can mean (and threads within the machine)."""
+        for name in ("width", "dropout", "pca_sigma", "lr", "momentum", "weight_decay", "label_smoothing",
+                     "plateau_factor", "warmup_epochs", "final_lr_fraction", "max_minutes"):  # fmt: skip
+            finite(getattr(self, name), name)
+        for value in self.rrc_scale:
+            finite(value, "rrc_scale")
+        check_number(self.width, "width", low=0.0, low_open=True)
+        if self.width > MAX_WIDTH:
+            raise ConfigError(f"width {self.width:g} is more than {MAX_WIDTH:g}: {WIDTH_WHY}.")
+        check_number(self.momentum, "momentum", low=0.0, high=0.999)
+        check_number(self.plateau_factor, "plateau_factor", low=0.0, low_open=True, high=0.999)
+        check_number(self.final_lr_fraction, "final_lr_fraction", low=0.0, high=1.0)
+        for name in ("weight_decay", "pca_sigma", "warmup_epochs", "max_minutes"):
+            check_number(getattr(self, name), name, low=0.0)
+        lowest = {"image_size": 1, "resize": 1, "log_every": 1, "plateau_patience": 1, "plateau_max_drops": 0,
+                  "max_train_images": 0, "max_val_images": 0, "seed": 0}  # fmt: skip
+        for name, low in lowest.items():
+            check_count(getattr(self, name), name, low)
+        if self.columns not in (1, 2):
+            raise ConfigError(f"columns must be 1 or 2 (the paper's two-GPU split), got {self.columns}.")
+        check_threads(self.threads, "threads", allow_zero=True)
+        check_threads(self.workers, "workers", allow_zero=True)
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -115,7 +115,7 @@ class MemoryImageSet:
             inner = stratified_indices([folder.targets[i] for i in indices], max_images, seed=seed)
             indices = [indices[j] for j in inner]
         images = targets = to_square = None
-        skipped: list[str] = []
+        skipped: list[str] = list(folder.skipped)  # what the walk left out (non-images, FIFOs), then the undecodable
         kept = 0
         for n, i in enumerate(indices):
             path, label = folder.samples[i]
@@ -145,7 +145,7 @@ class MemoryImageSet:
         if kept == 0:
             raise DataError(f"{root} holds no readable image files.")
         if skipped:
-            log.warning("Skipped %d unreadable image(s) of %d in %s.", len(skipped), len(indices), root)
+            log.warning("Skipped %d unreadable or non-image file(s) in %s; %d images loaded.", len(skipped), root, kept)
         return cls(
             images=images[:kept].clone() if kept < len(indices) else images,
             targets=targets[:kept],

@@ -20,7 +20,10 @@ The best epoch reported (``summary.json``, :attr:`FitResult.best`, the CLI's las
 ``best.pt`` itself, and a resume first repairs a ``best.pt`` that a kill left behind
 (:func:`~train.checkpointing.restore_best`), so the record is true after a kill at any moment. Resuming a
 checkpoint already past ``epochs`` is refused; one exactly at ``epochs`` trains nothing and only brings the
-folder's files up to date (so rerunning a finished resume command is harmless).
+folder's files up to date (so rerunning a finished resume command is harmless). Resuming with more ``epochs``
+than the checkpoint's run had extends its schedule, as the user evidently means: warm-up + cosine is re-planned
+over the new length (:class:`~train.schedule.WarmupCosineSchedule`, said in a message), the plateau schedule goes
+on from its last learning rate; a ``max_minutes`` budget still counts the time already spent.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import torch
 from alexnet_deploy.core.checkpoint import describe_state_dict_error
 from alexnet_deploy.core.errors import CheckpointError, ConfigError, DataError
 from alexnet_deploy.core.files import output_lock, refuse_symlink, write_bytes_atomic, write_json_atomic
+from alexnet_deploy.core.limits import check_batch_memory
 from alexnet_deploy.core.manifest import load_manifest, save_manifest
 from train.checkpointing import (
     copy_checkpoint,
@@ -260,6 +264,8 @@ def _progress_summary(run: _Run, status: str) -> dict[str, Any]:
 def _start(cfg, ctx, hooks, state, resume, resume_path, wall_start) -> _Run:
     """Data, model, optimizer and schedule; with ``state``, everything a checkpoint restores."""
     load_start = time.monotonic()
+    per_rank = max(1, cfg.batch_size // max(1, ctx.world_size))
+    check_batch_memory(per_rank, (3, cfg.image_size, cfg.image_size), "A batch_size of", training=True)
     data = build_dataloaders(cfg, ctx, on_progress=hooks.on_load_progress)
     skipped = f", {len(data.skipped)} unreadable image(s) skipped" if data.skipped else ""
     hooks.on_message(
@@ -299,6 +305,12 @@ def _restore(run: _Run, state: dict[str, Any], resume) -> None:
     run.history, run.best = list(metrics.get("history", [])), dict(metrics.get("best", {}))
     run.start_epoch, run.elapsed_before = int(state["epoch"]) + 1, float(metrics.get("elapsed_seconds", 0.0))
     run.hooks.on_message(f"resumed from {resume} after epoch {state['epoch']}")
+    if (planned := getattr(run.schedule, "replanned_from", None)) is not None:
+        run.hooks.on_message(
+            f"the warm-up + cosine schedule of {resume} was planned for {planned} steps; it is re-planned over this "
+            f"run's {run.schedule.total_steps} ({run.cfg.epochs} epochs), as if planned for them from the start: "
+            f"lr {run.schedule.lr:.4g} now, not the finished schedule's final lr"
+        )
     if run.start_epoch > run.cfg.epochs:
         run.hooks.on_message(f"{resume} already holds all {run.cfg.epochs} epochs: nothing to train")
 

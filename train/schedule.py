@@ -94,9 +94,14 @@ class WarmupCosineSchedule(Schedule):
 
     Progress is the larger of ``steps / total_steps`` and the time fraction the caller reports, so under a
     time budget the decay ends when the budget does, however fast the machine turns out to be.
+
+    Resumed with another length (a finished 4-epoch run resumed with ``--epochs 8``), the schedule is re-planned
+    over the new total, as if it had been planned for it from the start: progress becomes ``steps / total_steps``
+    and the learning rate rises back to where that longer schedule stands, instead of training on at the
+    finished schedule's final learning rate (0 by default), which would leave the weights unchanged.
     """
 
-    _state = ("lr", "steps", "progress", "warmup_end_progress")
+    _state = ("lr", "steps", "progress", "warmup_end_progress", "planned_steps")
 
     def __init__(
         self,
@@ -112,7 +117,25 @@ class WarmupCosineSchedule(Schedule):
         self.steps = 0
         self.progress = 0.0
         self.warmup_end_progress = 0.0 if warmup_steps == 0 else None
+        self.planned_steps = total_steps  # saved, so that a resume can tell that the length changed
+        self.replanned_from: int | None = None  # set by a resume that re-planned: the steps planned before
         super().__init__(optimizer, self._lr_now())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a saved schedule; re-plan it over this run's ``total_steps`` if the saved one had another length
+        (a checkpoint without ``planned_steps``, from before it was saved, counts as changed once finished)."""
+        planned = state.get("planned_steps")
+        super().load_state_dict({k: v for k, v in state.items() if k != "planned_steps"})
+        changed = planned != self.total_steps if planned is not None else self.progress >= 1.0
+        self.replanned_from = None
+        if changed and self.steps < self.total_steps:
+            self.replanned_from = planned or self.steps  # a finished schedule without the record ran its steps
+            self.progress = self.steps / self.total_steps
+            if self.warmup_end_progress is not None:
+                self.warmup_end_progress = min(self.warmup_steps / self.total_steps, self.progress, 0.999)
+            self.lr = self._lr_now()
+            self._apply()
+        self.planned_steps = self.total_steps
 
     def _lr_now(self) -> float:
         if self.warmup_end_progress is None:  # still warming up

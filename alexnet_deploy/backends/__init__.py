@@ -27,6 +27,7 @@ from typing import Any
 
 from alexnet_deploy.backends.base import BackendStatus, Runner
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
+from alexnet_deploy.core.limits import check_threads
 from alexnet_deploy.core.manifest import Manifest, artifact_file, load_manifest
 from alexnet_deploy.core.preprocessing import Preprocessing
 from alexnet_deploy.core.vocab import BackendName
@@ -337,6 +338,7 @@ def runner_for(
         ArtifactError / ConfigError / MissingBackendError: unknown artifact, a backend that cannot run it, or
             an artifact this machine cannot run.
     """
+    threads = check_threads(threads)  # before anything is loaded: -3 or 1000 threads is refused with a sentence
     art = artifact if isinstance(artifact, Artifact) else describe_artifact(artifact, require_manifest=False)
     spec = backend_spec(backend) if backend else backend_spec(art.backend)
     if not spec.can_run(art.kind):

@@ -51,6 +51,7 @@ from alexnet_deploy.bench.results import (
 )
 from alexnet_deploy.bench.served import ServerStats
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.limits import check_batch_memory
 from alexnet_deploy.core.manifest import library_versions
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,7 @@ def run_benchmark(
         for b in config.batch_sizes:
             if fixed.get(t.label, b) == b:
                 _check_batch(t, b)
+                check_batch_memory(b, t.image_shape, "--batch", streams=max(config.concurrency))
     rng = np.random.default_rng(config.seed)
     machine = machine_info()  # before measuring: its load average is the machine's, not ours
     measurements: list[Measurement] = []

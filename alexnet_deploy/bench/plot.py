@@ -10,6 +10,7 @@ import numpy as np
 from alexnet_deploy.bench.results import BenchReport
 from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.files import atomic_path
+from alexnet_deploy.core.text import plot_text
 
 
 def save_plot(report: BenchReport, path: str | Path) -> Path:
@@ -40,8 +41,8 @@ def save_plot(report: BenchReport, path: str | Path) -> Path:
     for i, label in enumerate(labels):
         ms = [report.get(label, b).latency.median * 1e3 for b in batches]
         thr = [report.get(label, b).throughput for b in batches]
-        ax_lat.bar(x + i * width, ms, width, label=label)
-        bars = ax_thr.bar(x + i * width, thr, width, label=label)
+        ax_lat.bar(x + i * width, ms, width, label=plot_text(label))  # labels name files: no mathtext
+        bars = ax_thr.bar(x + i * width, thr, width, label=plot_text(label))
         for bar, b in zip(bars, batches, strict=True):
             ratio = report.get(label, b).speedup_throughput
             if ratio is not None:
@@ -58,7 +59,7 @@ def save_plot(report: BenchReport, path: str | Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     ax_lat.legend(fontsize=8)
     if report.baseline:
-        ax_thr.set_title(f"throughput (images/s); ratios vs {report.baseline}", fontsize=10)
+        ax_thr.set_title(plot_text(f"throughput (images/s); ratios vs {report.baseline}"), fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

@@ -16,6 +16,7 @@ from alexnet_deploy.bench.contention import Contention
 from alexnet_deploy.bench.served import ServerStats
 from alexnet_deploy.core.errors import ConfigError
 from alexnet_deploy.core.files import write_json_atomic
+from alexnet_deploy.core.limits import check_duration, cpu_count, max_threads
 
 SCHEMA = "alexnet-deploy.bench/1"
 
@@ -89,8 +90,14 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise ConfigError(f"Batch sizes must be positive integers, got {list(self.batch_sizes)}.")
-        if self.warmup_s < 0 or self.duration_s <= 0:
-            raise ConfigError("--warmup-s must be >= 0 and --duration-s > 0.")
+        check_duration(self.warmup_s, "--warmup-s", allow_zero=True)
+        check_duration(self.duration_s, "--duration-s")
+        check_duration(self.switch_warmup_s, "The warm-up after a switch", allow_zero=True)
+        if self.concurrency > max_threads():
+            raise ConfigError(
+                f"--concurrency {self.concurrency} is more than {max_threads()} request streams: this machine has "
+                f"{cpu_count()} logical CPUs, and more streams only queue behind each other."
+            )
         if self.iterations is not None and self.iterations < 1:
             raise ConfigError(f"--iterations must be at least 1, got {self.iterations}.")
         levels = (self.concurrency,) if isinstance(self.concurrency, int) else tuple(self.concurrency)

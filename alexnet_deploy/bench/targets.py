@@ -16,6 +16,7 @@ from pathlib import Path
 from alexnet_deploy.backends import backend_spec, backends, describe_artifact, runner_for
 from alexnet_deploy.bench.results import BenchTarget
 from alexnet_deploy.core.errors import ConfigError
+from alexnet_deploy.core.limits import check_threads
 from alexnet_deploy.core.vocab import BackendName
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ def build_targets(
     """
     if not specs:
         raise ConfigError("Give at least one artifact to bench.")
+    threads = check_threads(threads)
     if threads is None and not device.startswith("cuda"):
         import torch
 

@@ -1,5 +1,11 @@
 """What every command shares: turning any failure into one sentence and exit code 1 (never a traceback, never
-exit code 0 after a failure), and SIGTERM / SIGHUP handled like Ctrl-C."""
+exit code 0 after a failure), SIGTERM / SIGHUP handled like Ctrl-C, and consoles that print names as they are.
+
+Names come from files, folders, sidecars and flags (``cat [draft].png``, a class named ``[/bold]``, a file name
+with an ANSI escape or a line break), so the consoles never read markup in the strings they print (styles are
+given as :class:`rich.text.Text` styles instead: :func:`styled`), and every control character is shown as an
+escape (:func:`alexnet_deploy.core.text.console_text`) in what they print, in log lines and in ``error:`` lines.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +21,46 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
+from rich.text import Text
 
 from alexnet_deploy.core.errors import AlexNetDeployError
 from alexnet_deploy.core.files import WRITE_FAULTS
+from alexnet_deploy.core.text import console_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console()
-err_console = Console(stderr=True)
+
+class SafeConsole(Console):
+    """A rich console that reads no markup in strings (tables, titles, captions included) and shows control
+    characters as escapes, so that whatever a name holds is printed as text, on its own line."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"markup": False, **kwargs})
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(console_text(text), **kwargs)
+
+
+class SafeRichHandler(RichHandler):
+    """The log handler: messages as plain text (no markup), control characters shown as escapes."""
+
+    def render_message(self, record: logging.LogRecord, message: str):
+        return super().render_message(record, console_text(message))
+
+
+def styled(text: str, style: str) -> Text:
+    """``text`` printed in ``style`` (``"bold"``, ``"red"``...), never read as markup."""
+    return Text(console_text(str(text)), style=style)
+
+
+console = SafeConsole()
+err_console = SafeConsole(stderr=True)
+
+
+def echo_error(message: str) -> None:
+    """``error: <message>`` on stderr, on one line whatever the message quotes."""
+    typer.echo(f"error: {console_text(message)}", err=True)
 
 
 class Terminated(KeyboardInterrupt):
@@ -74,7 +112,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except AlexNetDeployError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            echo_error(str(exc))
             raise typer.Exit(1) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -90,7 +128,7 @@ def handle_errors(fn: F) -> F:
                 _last_resort(fn.__name__, exc, args, kwargs)
             verb = "access" if exc.errno in (errno.EACCES, errno.EPERM) else "write"
             where = exc.filename or _inputs(args, kwargs) or "a file"
-            typer.echo(f"error: Cannot {verb} {where}: {WRITE_FAULTS[exc.errno]}.", err=True)
+            echo_error(f"Cannot {verb} {where}: {WRITE_FAULTS[exc.errno]}.")
             raise typer.Exit(1) from None
         except Exception as exc:  # noqa: BLE001 - the last line: one sentence, never a traceback
             _last_resort(fn.__name__, exc, args, kwargs)
@@ -104,10 +142,9 @@ def _last_resort(command: str, exc: Exception, args: tuple, kwargs: dict) -> Non
         traceback.print_exception(exc)
     first = (str(exc).strip().splitlines() or [""])[0][:200]
     where = _inputs(args, kwargs)
-    typer.echo(
-        f"error: {command.removesuffix('_command')} failed unexpectedly{f' on {where}' if where else ''}: "
-        f"{type(exc).__name__}{f': {first}' if first else ''} (rerun with --verbose for the traceback).",
-        err=True,
+    echo_error(
+        f"{command.removesuffix('_command')} failed unexpectedly{f' on {where}' if where else ''}: "
+        f"{type(exc).__name__}{f': {first}' if first else ''} (rerun with --verbose for the traceback)."
     )
     raise typer.Exit(1) from None
 

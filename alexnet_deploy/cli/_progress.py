@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterator
 
 from alexnet_deploy.cli._common import err_console
+from alexnet_deploy.core.text import console_text
 
 
 @contextlib.contextmanager
@@ -17,13 +18,13 @@ def progress_bars(enabled: bool = True) -> Iterator:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bars:
         tasks: dict[str, int] = {}
 
         def update(task: str, done: int, total: int) -> None:
-            if task not in tasks:
-                tasks[task] = bars.add_task(task, total=total)
+            if task not in tasks:  # a task names files: shown as text, control characters as escapes
+                tasks[task] = bars.add_task(console_text(task), total=total)
             bars.update(tasks[task], completed=done, total=total)
 
         yield update

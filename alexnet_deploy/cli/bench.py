@@ -123,15 +123,17 @@ def _run_with_progress(targets, config, baseline, ceiling):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from alexnet_deploy.bench import run_benchmark
+    from alexnet_deploy.core.text import console_text
 
-    total = len(targets) * len(config.batch_sizes) * config.rounds
+    total = len(targets) * len(config.batch_sizes) * len(config.concurrency) * config.rounds
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
-    ) as bar:
+        TextColumn("{task.description}", markup=False), BarColumn(), TimeElapsedColumn(), console=console,
+        transient=True,
+    ) as bar:  # fmt: skip
         task = bar.add_task("bench", total=total)
         return run_benchmark(
             targets, config, baseline=baseline, ceiling=ceiling,
-            progress=lambda text: bar.update(task, advance=1, description=text),
+            progress=lambda text: bar.update(task, advance=1, description=console_text(text)),  # labels name files
         )  # fmt: skip
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy.cli._backend_options import with_backend_options
-from alexnet_deploy.cli._common import console, handle_errors, print_json
+from alexnet_deploy.cli._common import console, handle_errors, print_json, styled
 from alexnet_deploy.core.values import parse_batch_sizes
 from alexnet_deploy.core.vocab import BackendName, CalibrationMethod
 from alexnet_deploy.requests import BuildRequest
@@ -20,9 +20,10 @@ C = D.calibration
 def summary_table(result):
     """The build's accuracy table: FP32 vs the engine, agreement, the gate's verdict."""
     from rich.table import Table
+    from rich.text import Text
 
-    ok = "[bold green]passed[/]" if result.passed else "[bold red]FAILED[/]"
-    table = Table(title=f"{result.precision.upper()} build, {result.backend}: gate {ok}")
+    ok = styled("passed", "bold green") if result.passed else styled("FAILED", "bold red")
+    table = Table(title=Text.assemble(f"{result.precision.upper()} build, {result.backend}: gate ", ok))
     for col in ("model", "top-1 %", "top-5 %", "top-1 agreement %"):
         table.add_column(col, justify="left" if col == "model" else "right")
     table.add_row("FP32 ONNX (reference)", f"{result.fp32['top1']:.2f}", f"{result.fp32['top5']:.2f}", "100.00")
@@ -58,8 +59,8 @@ def speed_table(selection: dict):
                 "-" if not mine else f"{mine['images_per_s']:.0f}" + (f" ({fp32['images_per_s']:.0f})" if fp32 else "")
             )
         agree = f"{c['agreement_top1']:.1f}" if c["agreement_top1"] is not None else "-"
-        chosen = "[bold green]chosen[/]" if label == selection["chosen"] else ""
-        table.add_row(label, "passed" if c["passed"] else "[red]failed[/]", agree, *cells, chosen)
+        chosen = styled("chosen", "bold green") if label == selection["chosen"] else ""
+        table.add_row(label, "passed" if c["passed"] else styled("failed", "red"), agree, *cells, chosen)
     table.caption = f"chosen: {selection['chosen']}, {selection['why']}"
     return table
 
@@ -74,7 +75,7 @@ def _print(result, as_json: bool) -> None:
         d |= {"verified_on": result.verified_on, "selection": result.selection, "notes": result.notes}
         print_json(d)
         return
-    console.print(f"Backend: [bold]{result.backend}[/] ({result.backend_reason})", highlight=False)
+    console.print("Backend:", styled(result.backend, "bold"), f"({result.backend_reason})", highlight=False)
     if result.calibration:
         console.print(candidates_table(result.calibration))
     if result.fallback:
@@ -89,9 +90,9 @@ def _print(result, as_json: bool) -> None:
     console.print(summary_table(result))
     console.print(f"Verified on {result.verified_on}.", highlight=False)
     for note in result.notes:
-        err_console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
+        err_console.print(styled("warning:", "bold yellow"), note, highlight=False)
     if result.path:
-        console.print(f"Wrote [bold]{result.path}[/] and its sidecar.", highlight=False)
+        console.print("Wrote", styled(result.path, "bold"), "and its sidecar.", highlight=False)
         blob = (result.engine_facts or {}).get("blob")
         if blob:
             console.print(

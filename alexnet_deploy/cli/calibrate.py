@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alexnet_deploy.cli._common import console, handle_errors, print_json
+from alexnet_deploy.cli._common import console, handle_errors, print_json, styled
 from alexnet_deploy.core.vocab import CalibrationMethod, QuantTarget
 from calib.request import CalibrationRequest
 
@@ -33,7 +33,7 @@ def candidates_table(calibration: dict):
             f"{h['top1']:.1f}" if h and h["top1"] is not None else "-",
             f"{h['top5']:.1f}" if h and h["top5"] is not None else "-",
             ratio,
-            "[bold green]chosen[/]" if c["chosen"] else "",
+            styled("chosen", "bold green") if c["chosen"] else "",
         )
     table.caption = "agree: top-1 agreement with FP32; amax/minmax: median range vs MinMax's (tensors clipped)"
     return table
@@ -97,7 +97,7 @@ def calibrate_command(
         examples = ", ".join(summary["data"]["unreadable_examples"])
         console.print(f"{skipped} unreadable calibration image(s) skipped ({examples}).", highlight=False)
     console.print(
-        f"Wrote [bold]{out}[/]: {result.method.value} calibration, {result.form.name} form; "
+        f"Wrote {out}: {result.method.value} calibration, {result.form.name} form; "
         f"quantized {', '.join(summary['quantized_layers']) or 'nothing'}"
         + (f"; float {', '.join(summary['float_layers'])}" if summary["float_layers"] else ""),
         highlight=False,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from alexnet_deploy.cli._common import console, handle_errors, print_json
+from alexnet_deploy.cli._common import console, handle_errors, print_json, styled
 
 
 @handle_errors
@@ -20,7 +20,6 @@ def doctor_command(
     """
     from dataclasses import asdict
 
-    from rich.markup import escape
     from rich.table import Table
 
     from alexnet_deploy.backends import backends as registry
@@ -39,11 +38,11 @@ def doctor_command(
         for gpu in report.gpus:
             console.print(f"GPU: {gpu.name} (compute {gpu.compute_capability}, {gpu.memory_gib} GiB)")
     else:
-        console.print(f"GPU: none found ({escape(report.gpu_probe)}).")
+        console.print(f"GPU: none found ({report.gpu_probe}).")
     backends = Table(title="Backends")
     for col in ("backend", "version", "build", "run", "notes"):
         backends.add_column(col)
     for name, st in statuses.items():
-        yes = {True: "[green]yes[/]", False: "[red]no[/]"}
-        backends.add_row(name, st.version or "-", yes[st.can_build], yes[st.can_run], escape(st.reason))
+        yes = {True: styled("yes", "green"), False: styled("no", "red")}
+        backends.add_row(name, st.version or "-", yes[st.can_build], yes[st.can_run], st.reason)
     console.print(backends)

@@ -48,15 +48,13 @@ def callback(
     ] = False,
 ) -> None:
     """AlexNet from the 2012 paper to a verified, benchmarked inference engine."""
-    from rich.logging import RichHandler
-
-    from alexnet_deploy.cli._common import err_console
+    from alexnet_deploy.cli._common import SafeRichHandler, err_console
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         # stderr: log lines must never mix into a command's --json output on stdout.
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        handlers=[SafeRichHandler(console=err_console, show_path=False, show_time=False)],
         force=True,
     )
 

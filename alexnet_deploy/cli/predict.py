@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alexnet_deploy.cli._common import console, handle_errors, print_json
+from alexnet_deploy.cli._common import console, echo_error, handle_errors, print_json, styled
 
 
 @handle_errors
@@ -32,9 +32,9 @@ def predict_command(
     else:
         for r in results:
             if r.error:
-                typer.echo(f"error: {r.error}", err=True)
+                echo_error(r.error)
                 continue
-            console.print(f"[bold]{r.path}[/bold]", highlight=False)
+            console.print(styled(r.path, "bold"), highlight=False)
             for _, name, prob in r.top:
                 console.print(f"  {prob:7.2%}  {name}", highlight=False)
     if any(r.error for r in results):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alexnet_deploy.cli._common import console, handle_errors
+from alexnet_deploy.cli._common import console, echo_error, handle_errors
 
 
 @handle_errors
@@ -68,5 +68,5 @@ def quickstart_command(
     console.print(report.read_text(), markup=False, highlight=False)
     console.print(f"Report: {report} and {out / 'report.html'}", highlight=False)
     if not results["gate"]["passed"]:
-        typer.echo(f"error: {results['gate']['reason']}", err=True)
+        echo_error(results["gate"]["reason"])
         raise typer.Exit(1)

@@ -52,4 +52,4 @@ def sensitivity_command(
                       f"{r.top5_delta:+.2f}", f"{r.max_abs_logit_diff:.3f}")  # fmt: skip
     console.print(table)
     if report.plot:
-        console.print(f"Saved the chart to [bold]{report.plot}[/].", highlight=False)
+        console.print(f"Saved the chart to {report.plot}.", highlight=False)

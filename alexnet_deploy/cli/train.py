@@ -21,7 +21,7 @@ def progress_hooks():
     class RichHooks(Hooks):
         def __init__(self) -> None:
             self.progress = Progress(
-                TextColumn("[bold]{task.description}"),
+                TextColumn("{task.description}", style="bold", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"),

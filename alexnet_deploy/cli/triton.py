@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alexnet_deploy.cli._common import console, handle_errors, print_json
+from alexnet_deploy.cli._common import console, handle_errors, print_json, styled
 from alexnet_deploy.triton import InstanceKind, TritonOptions
 
 DEFAULTS = TritonOptions()
@@ -78,7 +78,7 @@ def triton_command(
         if m.tensorrt_version:
             console.print(f"  needs TensorRT {m.tensorrt_version}: {m.container_hint}", highlight=False, soft_wrap=True)
         for note in m.notes:
-            console.print(f"  [yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+            console.print(" ", styled("note:", "yellow"), note, highlight=False, soft_wrap=True)
     gpus = "--gpus all " if kind is InstanceKind.gpu else ""
     image = "nvcr.io/nvidia/tritonserver:<yy.mm>-py3"
     console.print(f"Serve: docker run {gpus}-p8000:8000 -v {repo.resolve()}:/models {image} tritonserver "

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alexnet_deploy.cli._common import console, handle_errors, print_json
+from alexnet_deploy.cli._common import console, handle_errors, print_json, styled
 from alexnet_deploy.core.accuracy import EvalRequest
 
 D = EvalRequest()  # the defaults, defined once
@@ -34,9 +34,13 @@ def report_table(report):
             f"{report.top5:.2f} ({ref['top5_delta']:+.2f})",
             f"{ref['agreement_top1']:.2f}",
         )
+        from rich.text import Text
+
         g = report.gate
-        verdict = "[bold green]passed[/]" if g.passed else f"[bold red]FAILED[/] ({g.reason})"
-        table.caption = f"gate (at most {g.max_top1_drop:g} / {g.max_top5_drop:g} points lost): {verdict}"
+        verdict = [styled("passed", "bold green")] if g.passed else [styled("FAILED", "bold red"), f" ({g.reason})"]
+        table.caption = Text.assemble(
+            f"gate (at most {g.max_top1_drop:g} / {g.max_top5_drop:g} points lost): ", *verdict
+        )
     else:
         table.add_row(report.runner, f"{report.top1:.2f}", f"{report.top5:.2f}", "-")
     return table

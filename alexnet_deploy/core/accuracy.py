@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from alexnet_deploy.core.errors import DataError
+from alexnet_deploy.core.limits import check_batch_memory, check_count, check_gate_drop
 
 if TYPE_CHECKING:  # the gate is imported by the CLI at start-up: no torch for it
     from alexnet_deploy.core.images import PreparedImages, ProgressFn
@@ -27,9 +28,15 @@ if TYPE_CHECKING:  # the gate is imported by the CLI at start-up: no torch for i
 def run_logits(
     runner: Any, images: PreparedImages, batch_size: int = 64, progress: ProgressFn | None = None, task: str = ""
 ) -> np.ndarray:
-    """Logits (N, classes) of an active runner on prepared images, in batches no larger than the runner takes."""
+    """Logits (N, classes) of an active runner on prepared images, in batches no larger than the runner takes.
+
+    Raises:
+        ConfigError: the batch (as large as the images allow) would not fit in the memory available.
+    """
+    batch_size = check_count(batch_size, "The batch size")
     if runner.max_batch:
         batch_size = min(batch_size, runner.max_batch)
+    check_batch_memory(min(batch_size, len(images)), images.pixels.shape[1:], "A batch size of")
     out = []
     done = 0
     for x, _ in images.batches(batch_size):
@@ -87,6 +94,19 @@ class Gate:
     max_top1_drop: float = 0.5
     max_top5_drop: float = 0.5
 
+    def __post_init__(self) -> None:
+        """Refuse a drop that is negative (it would demand a gain), above 100 points, or not a finite number.
+
+        Raises:
+            ConfigError: with the allowed range.
+        """
+        object.__setattr__(
+            self, "max_top1_drop", check_gate_drop(self.max_top1_drop, "The gate's top-1 drop (--max-top1-drop)")
+        )
+        object.__setattr__(
+            self, "max_top5_drop", check_gate_drop(self.max_top5_drop, "The gate's top-5 drop (--max-top5-drop)")
+        )
+
     def check(self, comparison: dict[str, Any]) -> GateResult:
         """Judge a :func:`compare` result."""
         top1_drop, top5_drop = -comparison["top1_delta"], -comparison["top5_delta"]
@@ -137,12 +157,12 @@ class EvalRequest:
     limit: int | None = None
 
     def __post_init__(self) -> None:
-        from alexnet_deploy.core.errors import ConfigError
+        from alexnet_deploy.core.limits import check_count, check_threads
 
-        if self.batch_size < 1:
-            raise ConfigError(f"The batch size must be positive, not {self.batch_size}.")
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"The image limit must be positive, not {self.limit}.")
+        check_count(self.batch_size, "The batch size")
+        check_threads(self.threads)
+        if self.limit is not None:
+            check_count(self.limit, "The evaluation limit")
 
 
 @dataclass(frozen=True)

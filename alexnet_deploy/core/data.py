@@ -7,7 +7,8 @@
 * ``train_transform``: the paper's augmentation: the central square of the resized image, a random crop of it,
   a horizontal flip, and PCA colour augmentation with ImageNet's eigenvectors (sigma 0.1).
 * ``ImageFolderDataset``: torchvision's ImageFolder that skips corrupt or non-image files with a warning
-  naming each one, and counts them, instead of crashing.
+  naming each one, and counts them, instead of crashing; its walk (:mod:`alexnet_deploy.core.walk`) counts each
+  real file once, and its images are decoded by :mod:`alexnet_deploy.core.decode`.
 * ``make_synthetic_imagefolder``: a deterministic synthetic set written as an ImageFolder, for offline demos.
 """
 
@@ -22,13 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torchvision import datasets
 from torchvision.transforms import v2
 
+# Decoding and the folder walk live in core.decode and core.walk; their names stay importable from here.
+from alexnet_deploy.core.decode import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, image_problem, load_rgb, to_rgb  # noqa: F401
 from alexnet_deploy.core.errors import DataError
 from alexnet_deploy.core.files import ensure_folder, write_bytes_atomic, write_new_file
 from alexnet_deploy.core.preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing  # noqa: F401 - re-exported
+from alexnet_deploy.core.text import label_line
+from alexnet_deploy.core.walk import FolderWalk, walk_class_folders  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +45,6 @@ IMAGENET_PCA_EIGVEC = (
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SYNTHETIC_MARK = "synthetic"
 
 
@@ -98,45 +102,24 @@ def train_transform(pre: Preprocessing = Preprocessing(), pca_sigma: float = 0.1
     )
 
 
-def load_rgb(path: str | Path) -> Image.Image:
-    """Open an image file as RGB.
-
-    Raises:
-        DataError: the file is missing, truncated or not an image.
-    """
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise DataError(f"Image not found: {path}.") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not an image file.") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"Cannot read image {path}: {exc}.") from None
-
-
-def _check_image(path: str) -> bool:
-    try:
-        with Image.open(path) as img:
-            img.verify()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means the file is unusable
-        return False
-
-
 class ImageFolderDataset(datasets.ImageFolder):
-    """An ImageFolder (``root/<class>/<image>``) that skips unreadable files instead of crashing.
+    """An ImageFolder (``root/<class>/<image>``) that skips unreadable files instead of crashing, and counts each
+    real file once.
 
-    Every file is checked once when the dataset is built; a file that fails is left out, named in a warning,
-    and listed in ``skipped``. A file that passes the check but still fails to decode later (a truncated JPEG)
-    is replaced by the next good sample, with a warning, so one bad file never stops a training epoch; with
-    ``replace_unreadable=False`` (evaluation) it is given as ``None`` instead, for the loader to drop, so that no
-    image is counted twice (:func:`alexnet_deploy.verify.prepare_images` skips and counts such files the same
-    way). A class folder without one readable image is named in a warning and listed in
-    ``empty_classes``; training refuses such a folder.
+    The folder walk (:func:`walk_class_folders`) follows links but reads each folder and counts each file once:
+    a link loop or a second way into a folder is not followed, with a warning naming it (``links_not_followed``),
+    so no image is counted twice. With ``check_files`` every file is checked when the dataset is built
+    (:func:`image_problem`); a file that fails, a non-image file name and a non-regular file (a FIFO) are left
+    out, named in a warning, and listed in ``skipped``. A file that passes the check but still fails to decode
+    later (a truncated JPEG) is replaced by the next good sample, with a warning, so one bad file never stops a
+    training epoch; with ``replace_unreadable=False`` (evaluation) it is given as ``None`` instead, for the
+    loader to drop, so that no image is counted twice (:func:`alexnet_deploy.core.images.prepare_images` skips
+    and counts such files the same way). A class folder without one readable image is named in a warning and
+    listed in ``empty_classes``; training refuses such a folder.
 
     Raises:
-        DataError: the folder is missing or holds no readable image.
+        DataError: the folder is missing, holds no readable image, or a class folder's name holds a control
+            character (a line break cannot be a class name: it would split labels.txt and every table).
     """
 
     def __init__(
@@ -149,21 +132,16 @@ class ImageFolderDataset(datasets.ImageFolder):
         if not any(p.is_dir() for p in root.iterdir()):
             raise DataError(f"{root} has no class subfolders (expected root/<class>/<image>).")
         self.skipped: list[str] = []
-        validator = self._accept if check_files else None
+        self.links_not_followed: list[str] = []
+        self.check_files = check_files
         try:
-            super().__init__(
-                str(root),
-                transform=transform,
-                loader=load_rgb,
-                is_valid_file=validator,
-                allow_empty=True,
-            )
+            super().__init__(str(root), transform=transform, loader=load_rgb, allow_empty=True)
         except (FileNotFoundError, OSError) as exc:
             raise DataError(f"Cannot read image folder {root}: {exc}.") from None
         if not self.samples:
             raise DataError(f"{root} holds no readable image files.")
         if self.skipped:
-            log.warning("Skipped %d unreadable file(s) in %s.", len(self.skipped), root)
+            log.warning("Skipped %d unreadable or non-image file(s) in %s.", len(self.skipped), root)
         present = set(self.targets)
         self.empty_classes: list[str] = [c for i, c in enumerate(self.classes) if i not in present]
         if self.empty_classes:
@@ -174,12 +152,20 @@ class ImageFolderDataset(datasets.ImageFolder):
                 ", ".join(self.empty_classes[:5]) + (" ..." if len(self.empty_classes) > 5 else ""),
             )
 
-    def _accept(self, path: str) -> bool:
-        if not path.lower().endswith(IMAGE_EXTENSIONS) or not _check_image(path):
-            self.skipped.append(path)
-            log.warning("Skipping unreadable or non-image file: %s", path)
-            return False
-        return True
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        """The class folders (links followed), sorted; a name with a control character is refused."""
+        classes, class_to_idx = super().find_classes(directory)
+        for name in classes:
+            label_line(name, f"labels.txt or a report (a class folder of {directory})", DataError)
+        return classes, class_to_idx
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        """The samples of :func:`walk_class_folders`; what it leaves out goes to ``skipped``."""
+        classes = sorted(class_to_idx, key=class_to_idx.get)
+        walk = walk_class_folders(directory, classes, image_problem if self.check_files else None)
+        self.skipped.extend(walk.skipped)
+        self.links_not_followed.extend(walk.links_not_followed)
+        return walk.samples
 
     def __getitem__(self, index: int):
         if not self.replace_unreadable:

@@ -22,6 +22,7 @@ from torchvision.transforms import v2
 from alexnet_deploy.core.data import ImageFolderDataset, Preprocessing, class_names, eval_transform, split_dir
 from alexnet_deploy.core.errors import DataError
 from alexnet_deploy.core.imagenet import IMAGENET1K_SIZE
+from alexnet_deploy.core.limits import check_decoded_memory
 
 if TYPE_CHECKING:
     from alexnet_deploy.core.layouts import FlatLabelledDataset
@@ -92,8 +93,9 @@ def prepare_images(
     """Decode ``dataset`` (or the samples at ``indices``) through the geometric part of the eval preset.
 
     An image that cannot be decoded (a truncated JPEG passes the dataset's check and fails here) is left out with
-    a warning, not replaced by its neighbour, so no image is counted twice; it is listed in ``skipped``, with the
-    files the dataset already left out when the whole folder is prepared.
+    a warning, not replaced by its neighbour, so no image is counted twice; it is listed in ``skipped``, with every
+    file the dataset's walk already left out, also when only a subset (``indices``) is decoded: a report of a
+    subset counts every skipped file it met.
 
     Returns:
         :class:`PreparedImages`, whose ``fingerprint`` identifies the exact selection and preprocessing.
@@ -107,10 +109,12 @@ def prepare_images(
     geometry, _ = _split_preset(preprocessing)
     chosen = list(range(len(dataset.samples))) if indices is None else list(indices)
     crop = preprocessing.crop
+    check_decoded_memory(len(chosen), (3, crop, crop), f"Decoding {dataset.root}",
+                         "choose fewer (--limit, --num-images, --eval-limit)")  # fmt: skip
     pixels = np.empty((len(chosen), 3, crop, crop), dtype=np.uint8)
     targets = np.empty(len(chosen), dtype=np.int64)
     kept: list[int] = []
-    skipped = list(getattr(dataset, "skipped", [])) if indices is None else []
+    skipped = list(getattr(dataset, "skipped", []))
     for k, i in enumerate(chosen):
         path, label = dataset.samples[i]
         try:

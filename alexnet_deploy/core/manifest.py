@@ -34,9 +34,15 @@ from alexnet_deploy.core.files import (
     sha256_file,
     write_json_atomic,
 )
+from alexnet_deploy.core.text import console_text, control_characters
 from alexnet_deploy.core.vocab import Precision
 
 MANIFEST_VERSION = 1
+"""The sidecar schema this release writes, and the newest it reads: a sidecar from a newer writer may mean
+something this release would misread, so it is refused with both versions named."""
+PREPROCESSING_KEYS = ("resize", "crop", "mean", "std")
+"""The preprocessing this release applies. Any other key there (``channel_order``, ``interpolation``) would change
+how images must be prepared, so a sidecar carrying one is refused rather than run with the wrong inputs."""
 TRACKED_PACKAGES = (
     "alexnet-deploy", "torch", "torchvision", "onnx", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt",
     "tensorrt_rtx",
@@ -80,9 +86,13 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     manifest_version: int = MANIFEST_VERSION
+    # Top-level keys this release does not know, kept as they were so that a round trip does not drop them.
+    other_fields: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        others = d.pop("other_fields")
+        return {**{k: v for k, v in others.items() if k not in d}, **d}
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "The manifest") -> Manifest:
@@ -95,8 +105,18 @@ class Manifest:
             raise ArtifactError(f"{where} is not a JSON object.")
         if "kind" not in d:
             raise ArtifactError(f"{where} has no 'kind' field.")
-        known = {f.name for f in fields(cls)}
-        manifest = cls(**{k: v for k, v in d.items() if k in known})
+        version = d.get("manifest_version", MANIFEST_VERSION)
+        if not _is_int(version):
+            raise ArtifactError(f"{where} is not valid: manifest_version must be a positive integer, not {version!r}.")
+        if version > MANIFEST_VERSION:
+            raise ArtifactError(
+                f"{where} was written by a newer alexnet-deploy (manifest version {version}); this release "
+                f"({_release()}) reads manifest version {MANIFEST_VERSION} and older, and a newer sidecar may mean "
+                "something it would misread: upgrade alexnet-deploy to use this artifact."
+            )
+        known = {f.name for f in fields(cls)} - {"other_fields"}
+        others = {k: v for k, v in d.items() if k not in known}
+        manifest = cls(**{k: v for k, v in d.items() if k in known}, other_fields=others)
         problem = manifest.problem()
         if problem:
             raise ArtifactError(f"{where} is not valid: {problem}.")
@@ -116,6 +136,12 @@ class Manifest:
         from alexnet_deploy.core.imagenet import display_names
 
         return display_names(self.classes, self.class_names)
+
+
+def _release() -> str:
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        return importlib.metadata.version("alexnet-deploy")
+    return "this checkout"
 
 
 KINDS = ("checkpoint", "onnx", "plan", "ovblob")
@@ -138,6 +164,9 @@ def _schema_problem(m: Manifest) -> str | None:  # noqa: C901 - one flat list of
             return f"{name} must be an object, not {type(getattr(m, name)).__name__}"
     if not isinstance(m.classes, list) or not all(isinstance(c, str) for c in m.classes):
         return "classes must be a list of names"
+    if bad := next((c for c in m.classes if control_characters(c)), None):
+        return (f"the class name {console_text(repr(bad))} holds {', '.join(control_characters(bad))} (a class name "
+                "must be one line of text)")  # fmt: skip
     if m.precision not in {p.value for p in Precision}:
         return f"precision is {m.precision!r}, not one of {', '.join(p.value for p in Precision)}"
     if not isinstance(m.sha256, str) or (m.sha256 and len(m.sha256) != 64):
@@ -149,6 +178,8 @@ def _schema_problem(m: Manifest) -> str | None:  # noqa: C901 - one flat list of
         return f"model.width must be a positive number, not {model['width']!r}"
     if "name" in model and not isinstance(model["name"], str):
         return "model.name must be a string"
+    if "name" in model and control_characters(model["name"]):
+        return f"model.name {console_text(repr(model['name']))} holds control characters (it must be one line)"
     if m.classes and "num_classes" in model and len(m.classes) != model["num_classes"]:
         return f"it lists {len(m.classes)} classes but model.num_classes is {model['num_classes']}"
     if len(set(m.classes)) != len(m.classes):
@@ -161,10 +192,16 @@ def _schema_problem(m: Manifest) -> str | None:  # noqa: C901 - one flat list of
         io = getattr(m, side)
         if "name" in io and not isinstance(io["name"], str):
             return f"{side}.name must be a string"
+        if "name" in io and control_characters(io["name"]):
+            return f"{side}.name {console_text(repr(io['name']))} holds control characters (it must be one line)"
         shape = io.get("shape")
         if shape is not None and not (isinstance(shape, list) and all(_is_int(d, -1) and d != 0 for d in shape)):
             return f"{side}.shape must be a list of positive sizes (-1 for a dynamic one), not {shape!r}"
     pre = m.preprocessing
+    if unknown := sorted(set(pre) - set(PREPROCESSING_KEYS)):
+        return (f"preprocessing has {', '.join(console_text(repr(k)) for k in unknown)}, which this release does "
+                f"not apply (it knows {', '.join(PREPROCESSING_KEYS)}); running it anyway would prepare the images "
+                "differently from what the sidecar asks")  # fmt: skip
     if pre:
         for key in ("resize", "crop"):
             if not _is_int(pre.get(key)):
@@ -190,8 +227,13 @@ def _schema_problem(m: Manifest) -> str | None:  # noqa: C901 - one flat list of
 
 
 def write_manifest(artifact: str | Path, manifest: Manifest, sha256: str) -> Path:
-    """Write ``manifest`` as the sidecar of ``artifact``, whose bytes hash to ``sha256``; return the sidecar's path."""
+    """Write ``manifest`` as the sidecar of ``artifact``, whose bytes hash to ``sha256``; return the sidecar's path.
+
+    The sidecar is stamped with this release's :data:`MANIFEST_VERSION`: it is this release that wrote it (a
+    newer one never gets here, :meth:`Manifest.from_dict` refuses it).
+    """
     manifest.sha256 = sha256
+    manifest.manifest_version = MANIFEST_VERSION
     path = sidecar_path(artifact)
     write_json_atomic(path, manifest.to_dict())
     return path
