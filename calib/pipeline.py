@@ -23,9 +23,9 @@ from typing import Any
 
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
-from alexnet_deploy.core.files import fault_point, output_lock, replace_durably, sha256_file, work_dir
+from alexnet_deploy.core.files import output_lock, sha256_file, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
-from alexnet_deploy.core.manifest import Manifest, refuse_linked_pair, write_manifest
+from alexnet_deploy.core.manifest import Manifest, place_artifact, refuse_linked_pair
 from alexnet_deploy.core.vocab import CalibrationMethod
 from calib.cache import CollectedRanges, collect_ranges
 from calib.methods import Ranges
@@ -294,9 +294,8 @@ def requantize(
 
 
 def place_calibrated(source: SourceModel, result: CalibrationResult, out: Path) -> CalibrationResult:
-    """Move the result's Q/DQ file into place as ``out``, then write its sidecar: the pair as one unit."""
-    sha = sha256_file(result.path)
-    replace_durably(result.path, out)
+    """Move the result's Q/DQ file into place as ``out``, then write its sidecar: the pair as one unit
+    (:func:`~alexnet_deploy.core.manifest.place_artifact`)."""
     m = source.manifest
     manifest = Manifest(
         kind="onnx",
@@ -312,6 +311,5 @@ def place_calibrated(source: SourceModel, result: CalibrationResult, out: Path) 
         extra={"layers": {layer.node: layer.label for layer in quantizable_layers(source.path)}},
         other_fields=dict(m.other_fields),  # keys this release does not know travel on, never silently dropped
     )
-    fault_point("between-renames", out)
-    write_manifest(out, manifest, sha)  # after the ONNX, with the sha256 of the bytes written
+    place_artifact(result.path, out, manifest)
     return replace(result, path=out)

@@ -27,13 +27,13 @@ def small_onnx(small_data, tmp_path_factory) -> Path:
 
     from alexnet_deploy.core.data import Preprocessing
     from alexnet_deploy.core.models import alexnet_paper
-    from export import export_model
+    from export import ExportRequest, ModelDescription, export_model
 
     torch.manual_seed(0)
     model = alexnet_paper(width=0.125, num_classes=CLASSES, init="kaiming").eval()
     classes = sorted(p.name for p in (small_data / "val").iterdir() if p.is_dir())
     out = tmp_path_factory.mktemp("small-onnx") / "small.fp32.onnx"
     arch = {"name": "alexnet_paper", "num_classes": CLASSES, "width": 0.125, "columns": 2}
-    export_model(model, out, image_size=64, classes=classes, preprocessing=Preprocessing.for_crop(64), arch=arch,
-                 parity_samples=4)  # fmt: skip
+    description = ModelDescription(classes=classes, preprocessing=Preprocessing.for_crop(64), arch=arch)
+    export_model(model, out, ExportRequest(image_size=64, parity_samples=4), description)
     return out

@@ -67,6 +67,7 @@ def test_symlink_loops_and_second_ways_in_count_each_image_once_in_verify(small_
 
 def test_training_and_calibration_read_the_same_single_copy(small_onnx, small_data, tmp_path):
     from calib.reader import load_calibration_data
+    from calib.request import CalibrationRequest
     from train.data import MemoryImageSet
 
     data = copy_data(small_data, tmp_path / "d")
@@ -78,7 +79,9 @@ def test_training_and_calibration_read_the_same_single_copy(small_onnx, small_da
         assert len(ds.samples) == N and len({p for p, _ in ds.samples}) == N and ds.skipped == []
         assert sorted(Path(p).name for p in ds.links_not_followed) == ["loop", "up"]
     assert len(MemoryImageSet.from_folder(data / "val")) == N
-    cal = load_calibration_data(data / "val", _pre(small_onnx), num_images=1000, holdout_images=0)
+    cal = load_calibration_data(
+        CalibrationRequest(data=data / "val", num_images=1000, holdout_images=0), _pre(small_onnx)
+    )
     assert len(cal.calibration) == N and cal.describe()["num_images"] == N
 
 
