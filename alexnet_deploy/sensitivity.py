@@ -6,7 +6,6 @@ most sensitive layers in float until the gate passes) and ``alexnet-deploy sensi
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +52,12 @@ def rank_layers(
         One entry per layer, sorted by agreement (lowest first), then by the logit error (largest first).
     """
     from alexnet_deploy.backends.verification import verify_file
+    from alexnet_deploy.core.files import scratch_dir
     from calib.qdq import quantizable_layers, write_qdq
 
     layers = quantizable_layers(fp32_path)
     results = []
-    with tempfile.TemporaryDirectory(prefix="alexnet-deploy-sensitivity-") as work:
+    with scratch_dir("alexnet-deploy-sensitivity-") as work:
         for i, layer in enumerate(layers):
             path = Path(work) / f"{layer.label}.onnx"
             write_qdq(fp32_path, path, calibration.ranges, calibration.form, only=[layer.node])

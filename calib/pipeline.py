@@ -23,7 +23,7 @@ from typing import Any
 
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
-from alexnet_deploy.core.files import output_lock, sha256_file, work_dir
+from alexnet_deploy.core.files import output_lock, scratch_dir, sha256_file, work_dir
 from alexnet_deploy.core.images import PreparedImages, ProgressFn
 from alexnet_deploy.core.manifest import Manifest, place_artifact, refuse_linked_pair
 from alexnet_deploy.core.vocab import CalibrationMethod
@@ -192,7 +192,9 @@ def calibrate(
     source = model if isinstance(model, SourceModel) else open_source_model(model)
     out = refuse_linked_pair(out) if out is not None else None
     with output_lock(out) if out is not None else contextlib.nullcontext():
-        with work_dir(out or source.path, "calibrate") as work:
+        # Work files beside the output (a killed run's are swept by the next); with no output, in the system's
+        # temporary folder, never beside the source model (a read-only folder, someone else's).
+        with work_dir(out, "calibrate") if out is not None else scratch_dir("alexnet-deploy-calibrate-") as work:
             per_form = calibrate_forms(source, request, work, progress=progress)
             best = max(per_form.values(), key=lambda r: r.trial.rank)
             return place_calibrated(source, best, out) if out is not None else best
