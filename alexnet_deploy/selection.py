@@ -33,11 +33,11 @@ from alexnet_deploy.core.vocab import BackendName, Precision
 
 log = logging.getLogger(__name__)
 
-_FORMS = {  # the Q/DQ forms each backend runs (INT8)
-    BackendName.ONNXRUNTIME: ("tensorrt", "onnxruntime"),
-    BackendName.OPENVINO: ("tensorrt", "onnxruntime"),
-    BackendName.TENSORRT: ("tensorrt",),
-    BackendName.TENSORRT_RTX: ("tensorrt",),
+_FORMS = {  # the Q/DQ forms each backend runs (INT8); pooled: int8 through max-pooling and reshapes
+    BackendName.ONNXRUNTIME: ("tensorrt", "onnxruntime", "pooled"),
+    BackendName.OPENVINO: ("tensorrt", "onnxruntime", "pooled"),
+    BackendName.TENSORRT: ("tensorrt", "pooled"),
+    BackendName.TENSORRT_RTX: ("tensorrt", "pooled"),
 }
 _KIND_OF_SUFFIX = {".onnx": "onnx", ".plan": "plan", ".engine": "plan"}
 
