@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from alexnet_deploy.core.errors import ConfigError
-from alexnet_deploy.core.vocab import CONCRETE_METHODS, CalibrationMethod
+from alexnet_deploy.core.vocab import CONCRETE_METHODS, CalibrationMethod, Refinement
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class CalibrationOptions:
         num_bins: histogram bins (entropy: the whole symmetric window; percentile: |x|).
         num_quantized_bins: entropy: bins of the quantized histogram the KL search compares against.
         batch_size: images per calibration batch.
+        refine: what is done to the weights beyond rounding to nearest (:mod:`calib.refine`): ``none``,
+            ``bias`` (bias correction), ``adaround`` (learned rounding), ``adaround+bias``, or ``auto`` (none,
+            bias and adaround+bias compared on the held-out images, like the methods). Not part of the ranges.
     """
 
     method: CalibrationMethod = CalibrationMethod.MINMAX
@@ -60,9 +63,11 @@ class CalibrationOptions:
     num_quantized_bins: int = 255
     flatten_zero_bin: bool = True
     batch_size: int = 32
+    refine: Refinement = Refinement.AUTO
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
+        object.__setattr__(self, "refine", Refinement.parse(self.refine))
         if self.method is CalibrationMethod.AUTO:
             raise ConfigError("A calibration computes ranges with one method; 'auto' only chooses among them.")
         if not 0 < self.percentile <= 100:
@@ -80,6 +85,7 @@ class CalibrationOptions:
         d = asdict(self)
         d["method"] = self.method.value
         d.pop("batch_size")
+        d.pop("refine")  # applied to the weights after the ranges
         if self.method is CalibrationMethod.MINMAX:
             d = {"method": d["method"]}
         elif self.method is CalibrationMethod.PERCENTILE:

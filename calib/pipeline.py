@@ -111,6 +111,7 @@ class Candidate:
     holdout: dict[str, float] | None = None  # agreement_top1, top1, top5, top1_delta, top5_delta
     vs_minmax: dict[str, float] | None = None  # how this method's ranges compare with MinMax's
     chosen: bool = False
+    refine: str = "none"  # the weight refinement (calib.refine): none, bias, adaround, adaround+bias
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -129,11 +130,14 @@ class CalibrationResult:
     candidates: list[Candidate] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)  # node names left in float
     structure: dict[str, Any] = field(default_factory=dict)
+    refinement: Any = None  # calib.refine.Refined: the weights to quantize instead of the model's, or None
 
     @property
     def chosen_candidate(self) -> Candidate:
-        """The candidate this result's method and form were."""
-        return next(c for c in self.candidates if c.method == self.method.value and c.form == self.form.name)
+        """The candidate this result's method, form and refinement were."""
+        refine = self.refinement.kind.value if self.refinement is not None else "none"
+        return next(c for c in self.candidates
+                    if c.method == self.method.value and c.form == self.form.name and c.refine == refine)  # fmt: skip
 
     def mark_chosen(self) -> None:
         """Mark this result's candidate, and no other, as the one chosen."""
@@ -158,6 +162,7 @@ class CalibrationResult:
             else "asymmetric uint8, per tensor",
             "weights": "symmetric int8, per output channel",
             "bias": "int32" if self.form.quantize_bias else "float",
+            "refinement": self.refinement.describe() if self.refinement is not None else {"kind": "none"},
         }
 
 
@@ -324,9 +329,11 @@ def calibrate_forms(
     Returns:
         ``{form name: CalibrationResult}``; each result lists every candidate tried (all forms).
     """
+    from calib.refinements import kinds_for, refine_forms
+
     methods = parse_methods(method)
     options = options or CalibrationOptions()
-    choice = len(methods) * len(forms) > 1
+    choice = len(methods) * len(forms) * len(kinds_for(options.refine)) > 1
     if data is None:
         if calib_data is None:
             raise ConfigError("Calibration needs images (--calib-data).")
@@ -377,6 +384,7 @@ def calibrate_forms(
             options=options.with_method(best_method), data=data.describe(), candidates=candidates,
             excluded=list(exclude),
         )  # fmt: skip
+    refine_forms(source, data, results, options.refine, reference, _score, work_beside=work_beside, progress=progress)
     return results
 
 
@@ -386,8 +394,9 @@ def write_calibrated(
     """Write the Q/DQ ONNX of ``result`` (leaving ``exclude`` nodes in float too) and its sidecar."""
     excluded = sorted(set(result.excluded) | set(exclude))
     result.excluded = excluded
+    weights = result.refinement.weights_except(source.path, excluded) if result.refinement is not None else None
     with atomic_path(out_path) as tmp:
-        write_qdq(source.path, tmp, result.ranges, result.form, exclude=excluded)
+        write_qdq(source.path, tmp, result.ranges, result.form, exclude=excluded, weights=weights)
         result.structure = describe_qdq(tmp)
         sha = sha256_file(tmp)
     result.path = out_path

@@ -193,8 +193,8 @@ def test_backend_choice(monkeypatch):
                                                            "reason": "no NVIDIA GPU was found"})  # fmt: skip
     candidates, reason = choose_backends(Precision.INT8, BackendName.AUTO)
     assert {(c.backend.value, c.form) for c in candidates} == {
-        ("onnxruntime", "tensorrt"), ("onnxruntime", "onnxruntime"), ("openvino", "tensorrt"),
-        ("openvino", "onnxruntime"),
+        ("onnxruntime", "tensorrt"), ("onnxruntime", "onnxruntime"), ("onnxruntime", "pooled"),
+        ("openvino", "tensorrt"), ("openvino", "onnxruntime"), ("openvino", "pooled"),
     }  # fmt: skip
     assert "measured among onnxruntime, openvino" in reason and "tensorrt: no NVIDIA GPU was found" in reason
     assert "tensorrt-rtx: it cannot run (or be verified) here" in reason  # built here, never picked unasked
@@ -209,7 +209,7 @@ def test_backend_choice(monkeypatch):
     monkeypatch.setattr(system, "tensorrt_status", lambda: {"installed": True, "version": "10.9.0", "usable": True,
                                                            "reason": ""})  # fmt: skip
     plans, _ = choose_backends(Precision.INT8, BackendName.AUTO, Path("m.plan"))
-    assert [(c.backend.value, c.form) for c in plans] == [("tensorrt", "tensorrt")]
+    assert [(c.backend.value, c.form) for c in plans] == [("tensorrt", "tensorrt"), ("tensorrt", "pooled")]
     assert default_output("a/m.fp32.onnx", "int8", "tensorrt").name == "m.int8.plan"
     assert default_output("a/m.fp32.onnx", "int8", "tensorrt-rtx").name == "m.int8.rtx.plan"
     assert default_output("a/m.onnx", "fp16", "onnxruntime").name == "m.fp16.ort.onnx"
@@ -245,7 +245,9 @@ def test_tensorrt_branch_builds_the_tensorrt_form_and_records_the_plan(fp32_onnx
     m = load_manifest(out)
     assert m.kind == "plan" and m.engine["tensorrt_version"] == "10.9.0"
     assert m.engine["build_options"]["opt_batch"] == 16
-    assert m.calibration["form"] == "tensorrt" and [c["form"] for c in m.calibration["candidates"]] == ["tensorrt"]
+    # TensorRT takes the tensorrt form and the pooled one (int8 through max-pooling): both built, the faster kept
+    assert m.calibration["form"] in ("tensorrt", "pooled")
+    assert {c["form"] for c in m.calibration["candidates"]} == {"tensorrt", "pooled"}
 
 
 def test_auto_measures_every_verified_candidate_and_keeps_the_fastest(fp32_onnx, tiny20, tmp_path):
@@ -256,8 +258,8 @@ def test_auto_measures_every_verified_candidate_and_keeps_the_fastest(fp32_onnx,
     m = load_manifest(out)
     selection = m.extra["selection"]
     assert {(c["backend"], c["form"]) for c in selection["candidates"]} == {
-        ("onnxruntime", "tensorrt"), ("onnxruntime", "onnxruntime"), ("openvino", "tensorrt"),
-        ("openvino", "onnxruntime"),
+        ("onnxruntime", "tensorrt"), ("onnxruntime", "onnxruntime"), ("onnxruntime", "pooled"),
+        ("openvino", "tensorrt"), ("openvino", "onnxruntime"), ("openvino", "pooled"),
     }  # fmt: skip
     passing = [c for c in selection["candidates"] if c["passed"]]
     assert passing and all(c["speed"]["1"]["images_per_s"] > 0 and c["fp32_speed"]["8"] for c in passing)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json
-from alexnet_deploy.core.vocab import BackendName, CalibrationMethod, HardwareCompat
+from alexnet_deploy.core.vocab import BackendName, CalibrationMethod, HardwareCompat, Refinement
 from alexnet_deploy.options import BuildOptions
 
 TRT = "TensorRT options"
@@ -159,6 +159,10 @@ def build(
     num_bins: Annotated[
         int, typer.Option(help="Histogram bins of the entropy/percentile methods.")
     ] = D.calibration.num_bins,
+    refine: Annotated[
+        Refinement,
+        typer.Option(help="INT8 weights beyond nearest rounding: bias, adaround, adaround+bias; auto compares."),
+    ] = D.calibration.refine,
     max_fallback_layers: Annotated[
         int, typer.Option(min=0, help="Most layers left in float to pass the gate (0: no fallback).")
     ] = D.max_fallback_layers,
@@ -218,7 +222,8 @@ def build(
         precision="bf16" if bf16 else "int8" if int8 else "fp16", backend=backend, force=force,
         gate=Gate(max_top1_drop, max_top5_drop), calib_method=calib_method, num_calib_images=num_calib_images,
         holdout_images=holdout_images,
-        calibration=replace(D.calibration, percentile=percentile, num_bins=num_bins), use_cache=not no_cache,
+        calibration=replace(D.calibration, percentile=percentile, num_bins=num_bins, refine=refine),
+        use_cache=not no_cache,
         max_fallback_layers=max_fallback_layers, eval_limit=eval_limit, threads=threads, engine_options=engines,
         probe_batches=_batches(probe_batch),
     )  # fmt: skip
