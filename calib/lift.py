@@ -3,8 +3,8 @@ the input of the layer that reads it up to the tensor the value is made in, abov
 
 ``quantize_static`` writes the tensorrt form (``Relu -> MaxPool -> Q -> DQ -> Conv``); :func:`lift_pairs`
 turns it into ``Relu -> Q -> DQ -> MaxPool -> Conv`` and adds a pair on the input of each AveragePool whose
-result reaches a quantized layer. The scales are given (computed from the ranges of the tensors the pairs sit
-on), so the surgery never guesses one.
+result reaches a quantized layer. Scales and zero-points are given (computed from the ranges of the tensors the
+pairs sit on), so the surgery never guesses one.
 """
 
 from __future__ import annotations
@@ -56,13 +56,13 @@ def pooled_dq(producer: Mapping, tensor: str, through: Iterable[str]):
 def lift_pairs(
     path: str | Path,
     points: Mapping[str, str],
-    scales: Mapping[str, np.float32],
+    params: Mapping[str, tuple[np.float32, np.ndarray]],
     through: Iterable[str],
     pooled_inputs: Iterable[str] = (),
 ) -> None:
     """Rewrite the Q/DQ ONNX at ``path`` in place: each pair on a tensor ``x`` of ``points`` moves up to
     ``points[x]`` (above ``through`` ops); each ``pooled_inputs`` op whose result reaches a quantized layer gets
-    a pair on its input, lifted the same way, with ``scales[tensor]`` (symmetric int8, zero-point 0).
+    a pair on its input, lifted the same way, with ``params[tensor]`` (its scale and zero-point).
 
     Raises:
         ValueError: the graph is not the Q/DQ graph the points were computed for.
@@ -106,8 +106,8 @@ def lift_pairs(
         top = points.get(x, x)
         head = chain_head(top, x) if top != x else node
         name = f"{top}_pooled"
-        scale = numpy_helper.from_array(np.array(scales[top], dtype=np.float32), f"{name}_scale")
-        zero = numpy_helper.from_array(np.array(0, dtype=np.int8), f"{name}_zero_point")
+        scale = numpy_helper.from_array(np.array(params[top][0], dtype=np.float32), f"{name}_scale")
+        zero = numpy_helper.from_array(np.asarray(params[top][1]), f"{name}_zero_point")
         graph.initializer.extend([scale, zero])
         q = helper.make_node("QuantizeLinear", [top, scale.name, zero.name], [f"{name}_q"], name=f"{name}_Q")
         dq = helper.make_node(

@@ -153,7 +153,8 @@ class CalibrationResult:
             "options": self.options.key(),
             "data": self.data,
             "candidates": [c.to_dict() for c in self.candidates],
-            "selection": "highest top-1 agreement with FP32 on the held-out calibration images, then top-1",
+            "selection": "smallest mean KL divergence from FP32's softmax on the held-out calibration images, "
+            "then top-1 agreement",
             "quantized_layers": self.structure.get("quantized", []),
             "float_layers": self.structure.get("float", []),
             "excluded_nodes": list(self.excluded),
@@ -211,20 +212,40 @@ def _score(candidate_path: Path, images: PreparedImages, fp32_logits: np.ndarray
     with OnnxRuntimeRunner(candidate_path) as runner:
         logits = run_logits(runner, images, 64)
     c = compare(logits, fp32_logits, images.targets)
+    kl = {"kl": softmax_kl(logits, fp32_logits)}
     if (images.targets < 0).all():
         return {"agreement_top1": c["agreement_top1"], "top1_delta": None, "top5_delta": None, "top1": None,
-                "top5": None}  # fmt: skip
-    return {k: c[k] for k in ("agreement_top1", "top1_delta", "top5_delta")} | {
-        "top1": c["reference_top1"] + c["top1_delta"],
-        "top5": c["reference_top5"] + c["top5_delta"],
-    }
+                "top5": None} | kl  # fmt: skip
+    return (
+        kl
+        | {k: c[k] for k in ("agreement_top1", "top1_delta", "top5_delta")}
+        | {
+            "top1": c["reference_top1"] + c["top1_delta"],
+            "top5": c["reference_top5"] + c["top5_delta"],
+        }
+    )
 
 
-def _holdout_rank(candidate: Candidate) -> tuple[float, float]:
-    """Candidates are chosen by top-1 agreement with FP32 on the held-out images, then by top-1."""
+def softmax_kl(logits: np.ndarray, reference: np.ndarray) -> float:
+    """Mean KL divergence of a candidate's softmax from the reference's (nats per image)."""
+
+    def log_softmax(z: np.ndarray) -> np.ndarray:
+        z = z.astype(np.float64) - z.max(1, keepdims=True)
+        return z - np.log(np.exp(z).sum(1, keepdims=True))
+
+    ref = log_softmax(reference)
+    return float((np.exp(ref) * (ref - log_softmax(logits))).sum(1).mean()) if len(ref) else 0.0
+
+
+def _holdout_rank(candidate: Candidate) -> tuple[float, float, float]:
+    """Candidates are chosen by the smallest mean KL divergence from FP32's softmax on the held-out images, then
+    by top-1 agreement. The KL divergence is paired and continuous: on 1,000 held-out images the agreement of
+    two calibrations differs by a handful of flips (noise of +-0.5 point), where the KL divergence ranked them as
+    the 5,000 evaluation images did (demo model: plain, bias-corrected and learned rounding)."""
     if candidate.holdout is None:  # nothing to choose between
-        return 0.0, 0.0
-    return candidate.holdout["agreement_top1"], candidate.holdout["top1"] or 0.0
+        return 0.0, 0.0, 0.0
+    h = candidate.holdout
+    return -h.get("kl", 0.0), h["agreement_top1"], h["top1"] or 0.0
 
 
 def fp32_logits(source: SourceModel, images: PreparedImages) -> np.ndarray:
@@ -384,7 +405,8 @@ def calibrate_forms(
             options=options.with_method(best_method), data=data.describe(), candidates=candidates,
             excluded=list(exclude),
         )  # fmt: skip
-    refine_forms(source, data, results, options.refine, reference, _score, work_beside=work_beside, progress=progress)
+    refine_forms(source, data, results, options.refine, reference, _score, _holdout_rank, work_beside=work_beside,
+                 progress=progress)  # fmt: skip
     return results
 
 

@@ -60,6 +60,10 @@ class RefineOptions:
             positions) per input of one output (its fan-in): an FC layer sees one sample per image, and 512
             images for a fan-in of 1,024 let the rounding fit those images instead of the layer (measured: the
             held-out agreement fell).
+        max_step_macs: a learning step takes fewer images than ``batch_size`` where one image costs more than
+            this share of multiply-adds (a width-1.0 conv2 at 224 px: one image a step), so that a step stays
+            ~10-20 ms on one core.
+        max_bytes: a layer's input and output activations are kept for at most as many images as fit in this.
         significance: bias correction moves a channel's bias only where its mean shift over the images is at
             least this many standard errors (of the per-image means) from zero: a shift estimated from few
             samples (FC layers: one per image) is mostly noise, and correcting by noise moved logits.
@@ -78,6 +82,8 @@ class RefineOptions:
     max_weights: int = 1_000_000
     samples_per_input: int = 8
     significance: float = 3.0
+    max_step_macs: int = 200_000_000
+    max_bytes: int = 512 << 20
     threads: int = 1
     reg_weight: float = 0.01
     beta: tuple[float, float] = (20.0, 2.0)
@@ -86,9 +92,15 @@ class RefineOptions:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.iterations, self.batch_size, self.max_images, self.max_weights, self.threads) < 1 or (
-            self.samples_per_input < 0 or self.significance < 0
-        ):
+        if min(
+            self.iterations,
+            self.batch_size,
+            self.max_images,
+            self.max_weights,
+            self.threads,
+            self.max_step_macs,
+            self.max_bytes,
+        ) < 1 or (self.samples_per_input < 0 or self.significance < 0):
             raise ConfigError("The learned rounding needs positive iterations, batch, images, weights and threads.")
         if not 0 <= self.warmup < 1 or self.reg_weight < 0 or self.lr <= 0:
             raise ConfigError("The learned rounding's warm-up must be in [0, 1), its weights and rate positive.")
@@ -187,8 +199,14 @@ def refine(
                 continue
             qdq = Path(work) / f"step{k}.onnx"
             write_qdq(fp32_path, qdq, ranges, form, exclude=exclude, weights=result.weights)
-            x_q = _tensor_values(qdq, nodes[layer.node].input[0], layer.node, input_name, x_all)
-            y_fp = _tensor_values(Path(fp32_path), nodes[layer.node].output[0], None, input_name, x_all)
+            probe = [
+                _tensor_values(qdq, nodes[layer.node].input[0], layer.node, input_name, x_all[:1]),
+                _tensor_values(Path(fp32_path), nodes[layer.node].output[0], None, input_name, x_all[:1]),
+            ]
+            fit = max(1, options.max_bytes // sum(a.nbytes for a in probe))
+            x = x_all if fit >= len(x_all) else x_all[np.linspace(0, len(x_all) - 1, fit).round().astype(int)]
+            x_q = _tensor_values(qdq, nodes[layer.node].input[0], layer.node, input_name, x)
+            y_fp = _tensor_values(Path(fp32_path), nodes[layer.node].output[0], None, input_name, x)
             bias = result.weights.get(spec.bias) if spec.bias else None
             if bias is None and spec.bias:
                 bias = spec.initial_bias
@@ -376,9 +394,11 @@ def _adaround(spec: _LayerSpec, w_over_s: np.ndarray, s: np.ndarray, xq, target,
     opt = torch.optim.Adam([v], lr=options.lr)
     gen = torch.Generator().manual_seed(options.seed)
     n = len(xq)
+    per_image = target[0].numel() * spec.w[0].size  # multiply-adds of one image
+    batch = int(np.clip(options.max_step_macs // max(per_image, 1), 1, min(options.batch_size, n)))
     warm = int(options.warmup * options.iterations)
     for it in range(options.iterations):
-        idx = torch.randint(0, n, (min(options.batch_size, n),), generator=gen)
+        idx = torch.randint(0, n, (batch,), generator=gen)
         h = (torch.sigmoid(v) * (_ZETA - _GAMMA) + _GAMMA).clamp(0, 1)
         wq = (base + h).clamp(-QMAX, QMAX) * scale
         out = act(spec.forward(xq[idx], wq, b))

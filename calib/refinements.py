@@ -3,8 +3,8 @@
 After :func:`calib.pipeline.calibrate_forms` has chosen each form's method, :func:`refine_forms` refines that
 calibration's weights (bias correction, learned rounding, or both, as ``CalibrationOptions.refine`` says),
 writes each variant's Q/DQ ONNX, scores it on the same held-out calibration images as the methods, and keeps
-the best (plain rounding included: a refinement is kept only where it agrees better with FP32). Every variant
-tried is a candidate of the calibration record, with its seconds.
+the best by the methods' ranking (plain rounding included: a refinement is kept only where it is closer to
+FP32). Every variant tried is a candidate of the calibration record, with its seconds.
 """
 
 from __future__ import annotations
@@ -28,11 +28,6 @@ def kinds_for(choice: Refinement | str) -> tuple[Refinement, ...]:
     return AUTO_REFINEMENTS if choice is Refinement.AUTO else (choice,)
 
 
-def _rank(candidate) -> tuple[float, float]:
-    held = candidate.holdout or {}
-    return held.get("agreement_top1") or 0.0, held.get("top1") or 0.0
-
-
 def refine_forms(
     source,
     data,
@@ -40,6 +35,7 @@ def refine_forms(
     choice: Refinement | str,
     reference: np.ndarray | None,
     score: Callable[[Path, Any, np.ndarray], dict[str, Any]],
+    rank: Callable[[Any], tuple],
     *,
     options: RefineOptions | None = None,
     work_beside: Path | None = None,
@@ -55,6 +51,7 @@ def refine_forms(
         choice: ``CalibrationOptions.refine``.
         reference: FP32 logits on the held-out images (``None``: no choice to make, the one asked for is kept).
         score: the pipeline's held-out scorer ``(onnx path, images, reference) -> figures``.
+        rank: the pipeline's ranking of a scored candidate (larger is better), the one the methods use.
     """
     from calib.pipeline import Candidate
 
@@ -78,5 +75,5 @@ def refine_forms(
                     cand.holdout = score(trial, data.holdout, reference)
                 result.candidates.append(cand)  # the list all forms share
                 tried.append((cand, refined))
-            best = max(tried, key=lambda pair: _rank(pair[0])) if reference is not None else tried[-1]
+            best = max(tried, key=lambda pair: rank(pair[0])) if reference is not None else tried[-1]
             result.refinement = best[1]

@@ -14,6 +14,7 @@ from calib.methods import CalibrationMethod, Ranges
 from calib.qdq import (
     FORMS,
     POOLED_FORM,
+    POOLED_U8_FORM,
     TENSORRT_FORM,
     describe_qdq,
     form_named,
@@ -88,7 +89,7 @@ def run(path, x, exact: bool = True) -> np.ndarray:
 
 def test_forms_table_and_the_tensors_each_form_calibrates(net):
     path, _, _ = net
-    assert set(FORMS) == {"tensorrt", "onnxruntime", "pooled"} and form_named("pooled") is POOLED_FORM
+    assert set(FORMS) == {"tensorrt", "onnxruntime", "pooled", "pooled-u8"} and form_named("pooled") is POOLED_FORM
     assert POOLED_FORM.activation_type == "int8" and POOLED_FORM.symmetric_activations and not POOLED_FORM.quantize_bias
     # the tensorrt form measures what the layers read; the pooled form what the ReLUs and the AveragePool make
     assert tensors_to_calibrate(path, TENSORRT_FORM) == {"images", "p1", "flat"}
@@ -168,3 +169,34 @@ def test_openvino_runs_the_pooled_form_as_onnxruntime_does(net, tmp_path):
     want = run(pooled, x, exact=False)
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.9
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
+def test_pooled_u8_form_gives_non_negative_tensors_all_256_steps(net, tmp_path):
+    path, x, ranges = net
+    assert tensors_to_calibrate(path, POOLED_U8_FORM) == tensors_to_calibrate(path, POOLED_FORM)
+    pooled = onnx.load(str(write_qdq(path, tmp_path / "i8.onnx", ranges, POOLED_FORM)))
+    u8 = write_qdq(path, tmp_path / "u8.onnx", ranges, POOLED_U8_FORM)
+    model = onnx.load(str(u8))
+    onnx.checker.check_model(model, full_check=True)
+
+    def placement(m):
+        return sorted(n.input[0] for n in m.graph.node if n.op_type == "QuantizeLinear")
+
+    assert placement(model) == placement(pooled) == ["a2", "images", "r1", "r2"]  # the same places
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "QuantizeLinear":
+            lo, hi = ranges.values[n.input[0]]
+            zero, scale = inits[n.input[2]], float(inits[n.input[1]])
+            assert zero.dtype == np.uint8
+            if lo >= 0:  # after a ReLU: zero-point 0 and max / 255, twice the int8 form's resolution
+                assert int(zero) == 0 and scale == pytest.approx(hi / 255, rel=1e-6)
+            else:
+                assert 0 < int(zero) < 255 and scale == pytest.approx((hi - lo) / 255, rel=1e-6)
+    info = describe_qdq(model)
+    assert info["quantized"] == ["conv1", "conv2", "fc3"]
+    assert all(
+        layer["weight"]["dtype"] == "int8" and layer["activation"]["dtype"] == "uint8" for layer in info["layers"]
+    )
+    fp32, i8, q8 = run(path, x), run(tmp_path / "i8.onnx", x), run(u8, x)
+    assert np.abs(q8 - fp32).mean() < np.abs(i8 - fp32).mean()  # finer steps, closer to FP32

@@ -146,10 +146,10 @@ def test_auto_scores_every_refinement_on_held_out_images_and_writes_the_chosen(f
                        options=CalibrationOptions(refine="auto"))  # fmt: skip
     cands = [c for c in result.candidates if c.form == "tensorrt"]
     assert [c.refine for c in cands] == ["none", "bias", "adaround+bias"]
-    assert all(c.holdout and 0 < c.holdout["agreement_top1"] <= 100 for c in cands)
+    assert all(c.holdout and 0 < c.holdout["agreement_top1"] <= 100 and c.holdout["kl"] > 0 for c in cands)
     assert sum(c.chosen for c in result.candidates) == 1
-    chosen = result.chosen_candidate
-    assert chosen.chosen and chosen.holdout["agreement_top1"] == max(c.holdout["agreement_top1"] for c in cands)
+    chosen = result.chosen_candidate  # ranked as the methods are: the smallest KL divergence from FP32
+    assert chosen.chosen and chosen.holdout["kl"] == min(c.holdout["kl"] for c in cands)
     sidecar = json.loads(out.with_name(out.name + ".json").read_text())["calibration"]
     assert sidecar["refinement"]["kind"] == chosen.refine
     assert [c["refine"] for c in sidecar["candidates"]] == ["none", "bias", "adaround+bias"]
@@ -157,3 +157,17 @@ def test_auto_scores_every_refinement_on_held_out_images_and_writes_the_chosen(f
         held = _int8_weights(out)
         for name, integers in result.refinement.integers.items():
             np.testing.assert_array_equal(held[name][0], integers)
+
+
+def test_the_held_out_ranking_is_the_kl_divergence_from_fp32():
+    from calib.pipeline import Candidate, _holdout_rank, softmax_kl
+
+    ref = np.array([[2.0, 0.0], [0.0, 1.0]])
+    assert softmax_kl(ref, ref) == pytest.approx(0.0, abs=1e-12)
+    p = np.exp(ref) / np.exp(ref).sum(1, keepdims=True)
+    q = np.full_like(p, 0.5)
+    want = float((p * np.log(p / q)).sum(1).mean())
+    assert softmax_kl(np.zeros_like(ref), ref) == pytest.approx(want, rel=1e-9)
+    close = Candidate("minmax", "pooled", "off", 0.0, holdout={"kl": 0.01, "agreement_top1": 97.0, "top1": 30.0})
+    far = Candidate("minmax", "pooled", "off", 0.0, holdout={"kl": 0.02, "agreement_top1": 97.5, "top1": 31.0})
+    assert max([far, close], key=_holdout_rank) is close  # fewer flips on 1,000 images is noise; KL is not
