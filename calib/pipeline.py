@@ -416,7 +416,9 @@ def write_calibrated(
     """Write the Q/DQ ONNX of ``result`` (leaving ``exclude`` nodes in float too) and its sidecar."""
     excluded = sorted(set(result.excluded) | set(exclude))
     result.excluded = excluded
-    weights = result.refinement.weights_except(source.path, excluded) if result.refinement is not None else None
+    if result.refinement is not None:  # refined from the quantized layers' inputs: again when others are float
+        result.refinement = result.refinement.for_excluded(excluded)
+    weights = result.refinement.weights if result.refinement is not None else None
     with atomic_path(out_path) as tmp:
         write_qdq(source.path, tmp, result.ranges, result.form, exclude=excluded, weights=weights)
         result.structure = describe_qdq(tmp)

@@ -20,6 +20,7 @@ integers exactly), and corrected biases. ``write_qdq(..., weights=refined.weight
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import tempfile
@@ -128,15 +129,18 @@ class Refined:
     layers: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     options: RefineOptions | None = None
+    excluded: tuple[str, ...] = ()  # the nodes left in float when it was computed
+    _again: Any = field(default=None, repr=False)  # computes it again for other excluded nodes
 
-    def weights_except(self, fp32_path: str | Path, nodes) -> dict[str, np.ndarray]:
-        """The refined initializers, less those of ``nodes`` (layers left in float keep their FP32 weights)."""
-        nodes = set(nodes)
-        if not nodes:
-            return dict(self.weights)
-        model = load_graph(fp32_path)
-        theirs = {t for n in model.graph.node if n.name in nodes for t in n.input[1:]}
-        return {k: v for k, v in self.weights.items() if k not in theirs}
+    def for_excluded(self, nodes) -> Refined:
+        """This refinement for a Q/DQ file that leaves ``nodes`` in float: itself when those are the nodes it was
+        computed with, else computed again without them. Every layer's weights were refined from the inputs the
+        quantized layers before it give; the build's fallback leaves the most damaging layers in float, and the
+        layers after them must not keep compensating a quantization that is gone."""
+        nodes = tuple(sorted(set(nodes)))
+        if nodes == self.excluded or self.kind is Refinement.NONE or self._again is None:
+            return self
+        return self._again(exclude=nodes)
 
     def describe(self) -> dict[str, Any]:
         """The sidecar's record (no arrays)."""
@@ -176,7 +180,8 @@ def refine(
         raise ConfigError("A refinement does one thing; 'auto' only chooses among them.")
     options = options or RefineOptions()
     start = time.perf_counter()
-    result = Refined(kind, options=options)
+    again = functools.partial(refine, fp32_path, ranges, form, images, input_name, kind, options, progress=progress)
+    result = Refined(kind, options=options, excluded=tuple(sorted(set(exclude))), _again=again)
     if kind is Refinement.NONE:
         return result
     if len(images) == 0:

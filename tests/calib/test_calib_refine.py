@@ -119,15 +119,22 @@ def test_bias_correction_removes_the_mean_shift_it_measured(setup, tmp_path):
     np.testing.assert_allclose(shift(after)[~moved], shift(before)[~moved], rtol=1e-4, atol=1e-7)
 
 
-def test_excluded_layers_keep_their_fp32_weights(setup):
+def test_layers_left_in_float_are_not_refined_and_the_rest_is_refined_again(setup):
     source, data, ranges = setup
-    refined = refine(source.path, ranges, POOLED_FORM, data.calibration, source.input_name, "adaround+bias", FAST)
+    refined = refine(source.path, ranges, POOLED_FORM, data.calibration, source.input_name, "bias", FAST)
+    assert refined.for_excluded([]) is refined  # computed for this case already
     conv2 = quantizable_layers(source.path)[1]
-    mine = refined.weights_except(source.path, [conv2.node])
     node = next(n for n in onnx.load(str(source.path)).graph.node if n.name == conv2.node)
-    assert conv2.weight in refined.weights and conv2.weight not in mine and node.input[2] not in mine
-    assert len(mine) == len(refined.weights) - 2
-    assert refined.weights_except(source.path, []) == refined.weights
+    again = refined.for_excluded([conv2.node])
+    assert again is not refined and again.excluded == (conv2.node,) and again.kind is refined.kind
+    assert node.input[2] in refined.weights and node.input[2] not in again.weights  # conv2 keeps its FP32 bias
+    assert [r["label"] for r in again.layers] == [r["label"] for r in refined.layers if r["label"] != "conv2"]
+    # the layers after conv2 were measured with conv2 in float now: their corrections differ
+    later = [la for la in quantizable_layers(source.path)[2:]]
+    bias_of = {
+        n.name: n.input[2] for n in onnx.load(str(source.path)).graph.node if n.name in {la.node for la in later}
+    }
+    assert any(not np.array_equal(refined.weights.get(b), again.weights.get(b)) for b in bias_of.values())
 
 
 def test_options_and_choices_are_checked():
