@@ -178,3 +178,24 @@ def test_the_held_out_ranking_is_the_kl_divergence_from_fp32():
     close = Candidate("minmax", "pooled", "off", 0.0, holdout={"kl": 0.01, "agreement_top1": 97.0, "top1": 30.0})
     far = Candidate("minmax", "pooled", "off", 0.0, holdout={"kl": 0.02, "agreement_top1": 97.5, "top1": 31.0})
     assert max([far, close], key=_holdout_rank) is close  # fewer flips on 1,000 images is noise; KL is not
+
+
+def test_calibrate_cli_takes_refine(fp32_onnx, tiny20, tmp_path):
+    from typer.testing import CliRunner
+
+    from alexnet_deploy.cli.main import app
+
+    out = tmp_path / "q.onnx"
+    args = ["calibrate", str(fp32_onnx), "--calib-data", str(tiny20), "--method", "minmax", "--num-images", "32",
+            "--holdout-images", "40", "--refine", "bias", "--no-cache", "-o", str(out), "--json"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout)
+    # the method's plain candidate, then the refinement asked for, which is kept
+    assert [(c["refine"], c["chosen"]) for c in d["candidates"]] == [("none", False), ("bias", True)]
+    assert d["refinement"]["kind"] == "bias"
+    assert (
+        d["refinement"]["layers"][0]["label"] == "conv1" and "bias_channels_corrected" in d["refinement"]["layers"][0]
+    )
+    bad = CliRunner().invoke(app, [*args[:-4], "--refine", "mse", "-o", str(tmp_path / "x.onnx")])
+    assert bad.exit_code != 0 and "mse" in bad.output and not (tmp_path / "x.onnx").exists()
