@@ -1,13 +1,15 @@
-"""Calibrate an FP32 ONNX into INT8 Q/DQ ONNX files, in four steps that each take the previous step's result:
+"""Calibrate an FP32 ONNX into INT8 Q/DQ ONNX files, in five steps that each take the previous step's result:
 
 1. **images**: :func:`calib.reader.load_calibration_data` decodes the calibration images (and, when there is a
    choice to make, held-out images of the same folder) through the model's own preprocessing;
 2. **ranges**: :func:`calib.cache.collect_ranges` gives every method's ranges, from the cache or computed;
 3. **Q/DQ files**: :func:`calib.qdq.write_trials` writes one file per method and Q/DQ form;
-4. **scores**: each file is run on the held-out images (:func:`alexnet_deploy.backends.verification.verify_file`)
-   and every form keeps the method that agrees best with FP32 there.
+4. **scores**: each file is run on the held-out images (:func:`calib.results.score_file`) and every form keeps the
+   method closest to FP32 there (:attr:`calib.results.CalibrationTrial.rank`);
+5. **refinements**: :func:`calib.refinements.refine_forms` refines each form's chosen calibration's weights (bias
+   correction, learned rounding) and keeps a refinement only where it scores closer to FP32.
 
-:func:`calibrate_forms` runs those four steps and returns each form's choice (``build --int8`` compiles each one);
+:func:`calibrate_forms` runs those five steps and returns each form's choice (``build --int8`` compiles each one);
 :func:`calibrate` (``alexnet-deploy calibrate``) keeps the best form and places it with its sidecar.
 :func:`requantize` writes a result again with more layers left in float (the build's fallback).
 """
@@ -17,9 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import statistics
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from alexnet_deploy.core.data import Preprocessing
 from alexnet_deploy.core.errors import ArtifactError, ConfigError
@@ -28,9 +29,7 @@ from alexnet_deploy.core.images import PreparedImages, ProgressFn
 from alexnet_deploy.core.manifest import Manifest, place_artifact, refuse_linked_pair
 from alexnet_deploy.core.vocab import CalibrationMethod
 from calib.cache import CollectedRanges, collect_ranges
-from calib.methods import Ranges
 from calib.qdq import (
-    QdqForm,
     QdqTrial,
     describe_qdq,
     form_named,
@@ -40,7 +39,9 @@ from calib.qdq import (
     write_trials,
 )
 from calib.reader import CalibrationData, load_calibration_data
-from calib.request import CalibrationRequest, RangeSettings
+from calib.refinements import refine_forms
+from calib.request import CalibrationRequest
+from calib.results import CalibrationResult, CalibrationTrial, score_file
 
 log = logging.getLogger(__name__)
 
@@ -95,73 +96,6 @@ def open_source_model(path: str | Path) -> SourceModel:
             f"it takes {found}."
         )
     return SourceModel(path, manifest, expected, pre, sha256_file(path))
-
-
-@dataclass(frozen=True)
-class CalibrationTrial:
-    """One calibration tried: method and form, where its ranges came from, and how it did on held-out images."""
-
-    method: str
-    form: str
-    cache: str  # "hit", "miss", "stale" or "off"
-    seconds: float
-    holdout: dict[str, float | None] | None = None  # agreement_top1, top1, top5, top1_delta, top5_delta
-    vs_minmax: dict[str, float] | None = None  # how this method's ranges compare with MinMax's
-
-    @property
-    def rank(self) -> tuple[float, float]:
-        """Trials are chosen by top-1 agreement with FP32 on the held-out images, then by top-1."""
-        if self.holdout is None:  # nothing to choose between
-            return 0.0, 0.0
-        return self.holdout["agreement_top1"] or 0.0, self.holdout["top1"] or 0.0
-
-    def to_dict(self, chosen: bool = False) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("method", "form", "cache", "seconds", "holdout", "vs_minmax")} | {
-            "chosen": chosen
-        }
-
-
-@dataclass(frozen=True)
-class CalibrationResult:
-    """One form's calibration: the Q/DQ file written, the method chosen, every trial, and what the file quantizes.
-
-    ``path`` is a work file until :func:`calibrate` places it (or a build compiles it).
-    """
-
-    path: Path
-    method: CalibrationMethod
-    form: QdqForm
-    ranges: Ranges
-    settings: RangeSettings
-    data: dict[str, Any]
-    trials: tuple[CalibrationTrial, ...]
-    excluded: tuple[str, ...] = ()
-    structure: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def trial(self) -> CalibrationTrial:
-        """The trial this result's method and form were."""
-        return next(t for t in self.trials if t.method == self.method.value and t.form == self.form.name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The sidecar's ``calibration`` field."""
-        mine = self.trial
-        return {
-            "method": self.method.value,
-            "form": self.form.name,
-            "options": self.settings.key(self.method),
-            "data": self.data,
-            "candidates": [t.to_dict(chosen=t is mine) for t in self.trials],
-            "selection": "highest top-1 agreement with FP32 on the held-out calibration images, then top-1",
-            "quantized_layers": self.structure.get("quantized", []),
-            "float_layers": self.structure.get("float", []),
-            "excluded_nodes": list(self.excluded),
-            "activations": "symmetric int8, per tensor"
-            if self.form.symmetric_activations
-            else "asymmetric uint8, per tensor",
-            "weights": "symmetric int8, per output channel",
-            "bias": "int32" if self.form.quantize_bias else "float",
-        }
 
 
 def calibrate(
@@ -227,28 +161,20 @@ def calibrate_forms(
     collected = collect_ranges(source, data, request, progress)
     ranges = {m: c.ranges for m, c in collected.items()}
     files = write_trials(source.path, ranges, request.forms, work, exclude=request.exclude)
-    scores = _scores(source, files, data.holdout, progress) if request.chooses else {}
-    trials = tuple(_trial(f, collected, scores.get(f.path)) for f in files)
-    return {form: _result(request, data, trials, files, ranges, form) for form in request.forms}
-
-
-def _scores(source: SourceModel, files: list[QdqTrial], holdout: PreparedImages, progress) -> dict[Path, dict]:
-    """Held-out figures of every trial file against the FP32 model; top-1/top-5 are ``None`` when the images'
-    labels are not the model's."""
     from alexnet_deploy.backends.verification import verify_file
 
-    reference = verify_file(source.path, holdout).logits
+    reference = verify_file(source.path, data.holdout).logits if request.chooses else None
+    scores = _scores(files, data.holdout, reference, progress) if reference is not None else {}
+    trials = tuple(_trial(f, collected, scores.get(f.path)) for f in files)
+    results = {form: _result(request, data, trials, files, ranges, form) for form in request.forms}
+    return refine_forms(source, data, results, request.refinements, reference, work, progress)
+
+
+def _scores(files: list[QdqTrial], holdout: PreparedImages, reference, progress) -> dict[Path, dict]:
+    """Held-out figures of every trial file against the FP32 logits (:func:`calib.results.score_file`)."""
     scores = {}
     for i, f in enumerate(files):
-        c = verify_file(f.path, holdout, reference).comparison
-        labelled = not (holdout.targets < 0).all()
-        scores[f.path] = {
-            "agreement_top1": c["agreement_top1"],
-            "top1_delta": c["top1_delta"] if labelled else None,
-            "top5_delta": c["top5_delta"] if labelled else None,
-            "top1": c["reference_top1"] + c["top1_delta"] if labelled else None,
-            "top5": c["reference_top5"] + c["top5_delta"] if labelled else None,
-        }
+        scores[f.path] = score_file(f.path, holdout, reference)
         if progress:
             progress("Comparing calibrations", i + 1, len(files))
     return scores
@@ -289,10 +215,14 @@ def _result(request, data, trials, files, ranges, form: str) -> CalibrationResul
 def requantize(
     source: SourceModel, result: CalibrationResult, exclude: tuple[str, ...], path: Path
 ) -> CalibrationResult:
-    """``result`` written again to ``path`` (atomically, no sidecar) with the ``exclude`` nodes left in float too."""
+    """``result`` written again to ``path`` (atomically, no sidecar) with the ``exclude`` nodes left in float too.
+    A refinement is computed again for them: the layers after a float one were refined from inputs that are float
+    now."""
     excluded = tuple(sorted(set(result.excluded) | set(exclude)))
-    write_qdq(source.path, path, result.ranges, result.form, exclude=excluded)
-    return replace(result, path=path, excluded=excluded, structure=describe_qdq(path))
+    refinement = result.refinement.for_excluded(excluded) if result.refinement is not None else None
+    weights = refinement.weights if refinement is not None else None
+    write_qdq(source.path, path, result.ranges, result.form, exclude=excluded, weights=weights)
+    return replace(result, path=path, excluded=excluded, structure=describe_qdq(path), refinement=refinement)
 
 
 def place_calibrated(source: SourceModel, result: CalibrationResult, out: Path) -> CalibrationResult:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet_deploy.core.errors import ConfigError
-from alexnet_deploy.core.vocab import CONCRETE_METHODS, CalibrationMethod, QuantTarget
+from alexnet_deploy.core.vocab import AUTO_REFINEMENTS, CONCRETE_METHODS, CalibrationMethod, QuantTarget, Refinement
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,9 @@ class CalibrationRequest:
             layers for the build's fallback; decoded only when something is to be chosen or ranked.
         seed: the image selection's seed.
         settings: :class:`RangeSettings` of the histogram methods.
+        refine: what is done to the weights beyond rounding them to nearest (:mod:`calib.refine`): ``none``,
+            ``bias`` (bias correction), ``adaround`` (learned rounding), ``adaround+bias``, or ``auto`` (none, bias
+            and adaround+bias compared on the held-out images, like the methods). Not part of the ranges.
         cache_dir: where ranges are cached (``None``: ``MODEL.onnx.calib/`` beside the model).
         use_cache: read and write the range cache.
         exclude: node names left in float.
@@ -101,6 +104,7 @@ class CalibrationRequest:
     holdout_images: int = 1000
     seed: int = 0
     settings: RangeSettings = field(default_factory=RangeSettings)
+    refine: Refinement = Refinement.AUTO
     cache_dir: Path | None = None
     use_cache: bool = True
     exclude: tuple[str, ...] = ()
@@ -109,6 +113,7 @@ class CalibrationRequest:
         from calib.qdq import form_named
 
         object.__setattr__(self, "method", CalibrationMethod.parse(self.method))
+        object.__setattr__(self, "refine", Refinement.parse(self.refine))
         for name in ("data", "cache_dir"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
@@ -135,6 +140,12 @@ class CalibrationRequest:
         return CONCRETE_METHODS if self.method is CalibrationMethod.AUTO else (self.method,)
 
     @property
+    def refinements(self) -> tuple[Refinement, ...]:
+        """The refinements to try: ``none``, ``bias`` and ``adaround+bias`` for ``auto``, else the one asked for."""
+        return AUTO_REFINEMENTS if self.refine is Refinement.AUTO else (self.refine,)
+
+    @property
     def chooses(self) -> bool:
-        """Whether there is anything to choose among (several methods or forms), so held-out images are needed."""
-        return len(self.methods) * len(self.forms) > 1
+        """Whether there is anything to choose among (several methods, forms or refinements), so held-out images
+        are needed."""
+        return len(self.methods) * len(self.forms) * len(self.refinements) > 1

@@ -24,7 +24,7 @@ from alexnet_deploy.core.manifest import load_manifest
 
 runner = CliRunner()
 pytestmark = pytest.mark.slow
-SMALL_CALIB = ["--num-calib-images", "16", "--holdout-images", "8", "--calib-method", "minmax"]
+SMALL_CALIB = ["--num-calib-images", "16", "--holdout-images", "8", "--calib-method", "minmax", "--refine", "none"]
 
 
 def cli(*args: str):

@@ -124,20 +124,24 @@ def register(spec: BackendSpec) -> BackendSpec:
     return spec
 
 
-_B, _BOTH = "alexnet_deploy.backends", ("tensorrt", "onnxruntime")
+# The INT8 Q/DQ forms (calib/qdq.py): tensorrt and pooled are symmetric int8 (TensorRT's rules; pooled lifts the
+# pairs above max-pooling and reshapes, so int8 flows through them); onnxruntime and pooled-u8 use uint8 activations.
+_B = "alexnet_deploy.backends"
+_CPU_FORMS, _TRT_FORMS = ("tensorrt", "onnxruntime", "pooled", "pooled-u8"), ("tensorrt", "pooled")
 # fmt: off
 register(BackendSpec(BackendName.TORCH, f"{_B}.pytorch", runs="checkpoint"))
 register(BackendSpec(BackendName.ONNXRUNTIME, f"{_B}.onnxruntime", "onnx", "ort.onnx", aliases=("ort",),
-                     options=f"{_B}.onnxruntime:OnnxRuntimeBuildOptions", panel="ONNX Runtime options", forms=_BOTH))
+                     options=f"{_B}.onnxruntime:OnnxRuntimeBuildOptions", panel="ONNX Runtime options",
+                     forms=_CPU_FORMS))
 register(BackendSpec(BackendName.OPENVINO, f"{_B}.openvino", "onnx", "ov.onnx", aliases=("ov",),
-                     options=f"{_B}.openvino:OpenVINOBuildOptions", panel="OpenVINO options", forms=_BOTH,
+                     options=f"{_B}.openvino:OpenVINOBuildOptions", panel="OpenVINO options", forms=_CPU_FORMS,
                      also_runs=("ovblob",)))
 register(BackendSpec(BackendName.TENSORRT, f"{_B}.tensorrt", "plan", "plan", aliases=("trt",),
                      options=f"{_B}.tensorrt.builder:TensorRTBuildOptions", panel="TensorRT options",
-                     forms=("tensorrt",)))
+                     forms=_TRT_FORMS))
 register(BackendSpec(BackendName.TENSORRT_RTX, f"{_B}.tensorrt.rtx", "plan", "rtx.plan", aliases=("rtx",),
                      options=f"{_B}.tensorrt.rtx:RTXBuildOptions", panel="TensorRT-RTX options",
-                     forms=("tensorrt",)))
+                     forms=_TRT_FORMS))
 # fmt: on
 
 

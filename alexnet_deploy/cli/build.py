@@ -10,7 +10,7 @@ import typer
 from alexnet_deploy.cli._backend_options import with_backend_options
 from alexnet_deploy.cli._common import console, handle_errors, print_json, styled
 from alexnet_deploy.core.values import parse_batch_sizes
-from alexnet_deploy.core.vocab import BackendName, CalibrationMethod
+from alexnet_deploy.core.vocab import BackendName, CalibrationMethod, Refinement
 from alexnet_deploy.requests import BuildRequest
 
 D = BuildRequest()  # the defaults, defined once (each backend's own come from its options class)
@@ -142,6 +142,10 @@ def build_command(
     num_bins: Annotated[
         int, typer.Option(help="Histogram bins of the entropy/percentile methods.")
     ] = C.settings.num_bins,
+    refine: Annotated[
+        Refinement,
+        typer.Option(help="INT8 weights beyond nearest rounding: bias, adaround, adaround+bias; auto compares."),
+    ] = C.refine,
     max_fallback_layers: Annotated[
         int, typer.Option(min=0, help="Most layers left in float to pass the gate (0: no fallback).")
     ] = D.max_fallback_layers,
@@ -169,7 +173,7 @@ def build_command(
     settings = RangeSettings(percentile=percentile, num_bins=num_bins)
     calibration = CalibrationRequest(
         data=calib_data, method=calib_method, num_images=num_calib_images, holdout_images=holdout_images,
-        settings=settings, use_cache=not no_cache,
+        settings=settings, refine=refine, use_cache=not no_cache,
     )  # fmt: skip
     request = BuildRequest(
         precision="bf16" if bf16 else "int8" if int8 else "fp16", backend=backend, force=force,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy.cli._common import console, handle_errors, print_json, styled
-from alexnet_deploy.core.vocab import CalibrationMethod, QuantTarget
+from alexnet_deploy.core.vocab import CalibrationMethod, QuantTarget, Refinement
 from calib.request import CalibrationRequest
 
 CAL = CalibrationRequest()  # the defaults, defined once
@@ -19,8 +19,8 @@ def candidates_table(calibration: dict):
     from rich.table import Table
 
     table = Table(title="Calibration candidates (held-out calibration images)")
-    for col in ("method", "form", "cache", "agree %", "top-1", "top-5", "amax/minmax", ""):
-        table.add_column(col, justify="left" if col in ("method", "form", "cache", "") else "right")
+    for col in ("method", "form", "refine", "cache", "s", "agree %", "top-1", "top-5", "amax/minmax", ""):
+        table.add_column(col, justify="left" if col in ("method", "form", "refine", "cache", "") else "right")
     for c in calibration["candidates"]:
         h = c.get("holdout") or {}
         vs = c.get("vs_minmax") or {}
@@ -28,14 +28,19 @@ def candidates_table(calibration: dict):
         table.add_row(
             c["method"],
             c["form"],
+            c.get("refine", "none"),
             c["cache"],
+            f"{c['seconds']:.1f}",
             f"{h['agreement_top1']:.1f}" if h else "-",
             f"{h['top1']:.1f}" if h and h["top1"] is not None else "-",
             f"{h['top5']:.1f}" if h and h["top5"] is not None else "-",
             ratio,
             styled("chosen", "bold green") if c["chosen"] else "",
         )
-    table.caption = "agree: top-1 agreement with FP32; amax/minmax: median range vs MinMax's (tensors clipped)"
+    table.caption = (
+        "agree: top-1 agreement with FP32; s: seconds (ranges, or the refinement); amax/minmax: median "
+        "range vs MinMax's (tensors clipped)"
+    )
     return table
 
 
@@ -67,6 +72,13 @@ def calibrate_command(
     num_bins: Annotated[
         int, typer.Option(help="Histogram bins of the entropy/percentile methods.")
     ] = CAL.settings.num_bins,
+    refine: Annotated[
+        Refinement,
+        typer.Option(
+            help="Weights beyond nearest rounding: bias correction, learned rounding (adaround); auto "
+            "compares none, bias and adaround+bias on held-out images."
+        ),
+    ] = CAL.refine,
     seed: Annotated[int, typer.Option(help="Seed of the image selection.")] = CAL.seed,
     cache_dir: Annotated[Path | None, typer.Option(help="Range cache folder (default: MODEL.onnx.calib/).")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Recalibrate; do not read or write the cache.")] = False,
@@ -83,7 +95,8 @@ def calibrate_command(
     out = output or model.with_name(model.name.removesuffix(".onnx").removesuffix(".fp32") + ".int8.qdq.onnx")
     request = CalibrationRequest.for_target(
         target, data=calib_data, method=method, num_images=num_images, holdout_images=holdout_images, seed=seed,
-        settings=RangeSettings(percentile=percentile, num_bins=num_bins), cache_dir=cache_dir, use_cache=not no_cache,
+        settings=RangeSettings(percentile=percentile, num_bins=num_bins), refine=refine, cache_dir=cache_dir,
+        use_cache=not no_cache,
     )  # fmt: skip
     with progress_bars(not as_json) as progress:
         result = run_calibration(model, request, out, progress)

@@ -71,6 +71,21 @@ class CalibrationMethod(Choice):
 CONCRETE_METHODS = (CalibrationMethod.MINMAX, CalibrationMethod.ENTROPY, CalibrationMethod.PERCENTILE)
 
 
+class Refinement(Choice):
+    """weight refinement: what a calibration does to the weights beyond rounding them to nearest (``auto``
+    compares none, bias and adaround+bias on held-out images)."""
+
+    AUTO = "auto"
+    NONE = "none"  # plain post-training quantization
+    BIAS = "bias"  # each layer's mean output shift folded into its float bias
+    ADAROUND = "adaround"  # each weight's rounding (down or up) learned layer by layer
+    ADAROUND_BIAS = "adaround+bias"  # both
+
+
+#: What ``refine="auto"`` compares (learned rounding alone is offered, but the combination is what pays).
+AUTO_REFINEMENTS = (Refinement.NONE, Refinement.BIAS, Refinement.ADAROUND_BIAS)
+
+
 class QuantTarget(Choice):
     """quantization target: where the Q/DQ ONNX will run: TensorRT's rules always, or ONNX Runtime's own form too."""
 

@@ -328,7 +328,7 @@ def engines(tiny20, tmp_path_factory, request) -> dict[str, Path]:
     fp32 = trained_onnx(tiny20, work, request.config.cache.mkdir("alexnet-deploy-quant"))
     out = work / "tiny20.int8.ov.onnx"
     args = ["build", str(fp32), "--int8", "--backend", "openvino", "--export-blob", "--calib-data", str(tiny20),
-            "--eval-data", str(tiny20), "--calib-method", "minmax", "--num-calib-images", "64",
+            "--eval-data", str(tiny20), "--calib-method", "minmax", "--refine", "none", "--num-calib-images", "64",
             "--holdout-images", "60", "--max-top1-drop", "2", "--max-top5-drop", "2", "--probe-batch", "",
             "--no-cache", "-o", str(out)]  # fmt: skip
     result = CliRunner().invoke(app, args)

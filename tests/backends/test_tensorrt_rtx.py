@@ -148,6 +148,38 @@ def test_rtx_plan_size_follows_the_precision(plans, name):
 
 
 @needs_rtx
+@pytest.mark.parametrize("name", NETWORKS)
+def test_rtx_builds_the_pooled_form_like_the_tensorrt_form(exports, plans, tiny20, name, tmp_path):
+    """The pooled Q/DQ form (pairs before max-pooling and reshapes) is valid for TensorRT: the strongly typed
+    builder parses and builds it, into a plan the size of the tensorrt form's (the same int8 weights)."""
+    from calib.pipeline import calibrate_forms, open_source_model
+    from calib.qdq import POOLED_FORM, describe_qdq, write_qdq
+    from calib.request import CalibrationRequest
+
+    source = open_source_model(exports[name, "fp32"])
+    request = CalibrationRequest(data=tiny20, method="minmax", forms=("pooled",), num_images=32, use_cache=False,
+                                 refine="none")  # fmt: skip
+    result = calibrate_forms(source, request, tmp_path)["pooled"]
+    onnx_path = write_qdq(source.path, tmp_path / "pooled.onnx", result.ranges, POOLED_FORM)
+    model = onnx.load(str(onnx_path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    readers = {t: n for n in model.graph.node for t in n.input}
+    pools = [n for n in model.graph.node if n.op_type == "MaxPool" and readers[n.output[0]].op_type == "Conv"]
+    assert len(pools) == 2 and all(producer[p.input[0]].op_type == "DequantizeLinear" for p in pools)  # int8 pools
+    assert describe_qdq(model)["float"] == []
+    with pytest.MonkeyPatch.context() as mp:
+        for probe in ("probe_gpus", "tensorrt_status", "visible_gpus"):
+            if hasattr(rtx, probe):
+                mp.setattr(rtx, probe, _no_gpu_probe)
+        facts = build_rtx_plan(onnx_path, tmp_path / "pooled.plan", RTXBuildOptions(min_batch=1, opt_batch=4,
+                                                                                    max_batch=8))  # fmt: skip
+    check_rtx_plan_bytes((tmp_path / "pooled.plan").read_bytes(), "pooled.plan")
+    # Measured at width 0.25, 224 px: 5,014,868 bytes pooled vs 5,014,836 tensorrt form (alexnet); 64 px alike.
+    assert abs(facts["plan_bytes"] / plans[name, "int8"][1]["plan_bytes"] - 1) < 0.02
+    assert facts["plan_bytes"] < 0.42 * plans[name, "fp32"][1]["plan_bytes"]
+
+
+@needs_rtx
 def test_rtx_one_target_costs_about_as_much_as_all(exports, plans, tmp_path):
     one = build_rtx_plan(exports["alexnet", "fp32"], tmp_path / "one.plan", RTXBuildOptions(compute_capabilities="8.6"))
     assert one["compute_capabilities"] == ["8.6"] and one["build_options"]["compute_capabilities"] == ["8.6"]
