@@ -88,8 +88,8 @@ def test_broken_calibration_is_refused_and_nothing_is_written(fp32_onnx, tiny20,
 def test_force_writes_the_failed_engine_marked_failed(fp32_onnx, tiny20, black, tmp_path):
     out = tmp_path / "forced.onnx"
     args = ["build", str(fp32_onnx), "--int8", "--calib-data", str(black), "--eval-data", str(tiny20),
-            "--backend", "onnxruntime", "--calib-method", "minmax", "--refine", "none", "--max-fallback-layers", "0", "--no-cache",
-            "--max-top1-drop", "2", "--max-top5-drop", "2", "-o", str(out)]  # fmt: skip
+            "--backend", "onnxruntime", "--calib-method", "minmax", "--refine", "none", "--max-fallback-layers", "0",
+            "--no-cache", "--max-top1-drop", "2", "--max-top5-drop", "2", "-o", str(out)]  # fmt: skip
     refused = runner.invoke(app, args)
     assert refused.exit_code == 1 and "no engine was written" in refused.output and not out.exists()
     forced = runner.invoke(app, [*args, "--force"])

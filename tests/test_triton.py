@@ -337,9 +337,9 @@ def test_example_client_builds_the_request_without_a_server(exports, tiny20):
 def _cli_int8_openvino_engine(fp32: Path, tiny20: Path, out: Path) -> Path:
     """An INT8 OpenVINO engine built by the CLI (random weights: the gate is opened wide, it is not the subject)."""
     args = ["build", str(fp32), "--int8", "--backend", "openvino", "--calib-data", str(tiny20), "--eval-data",
-            str(tiny20), "--calib-method", "minmax", "--refine", "none", "--num-calib-images", "32", "--holdout-images", "16",
-            "--eval-limit", "40", "--max-fallback-layers", "0", "--max-top1-drop", "100", "--max-top5-drop", "100",
-            "--probe-batch", "", "-o", str(out)]  # fmt: skip
+            str(tiny20), "--calib-method", "minmax", "--refine", "none", "--num-calib-images", "32",
+            "--holdout-images", "16", "--eval-limit", "40", "--max-fallback-layers", "0", "--max-top1-drop", "100",
+            "--max-top5-drop", "100", "--probe-batch", "", "-o", str(out)]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert load_manifest(out).engine["backend"] == "openvino"
