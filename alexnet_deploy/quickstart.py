@@ -358,7 +358,8 @@ def _calibration_rows(calibration: dict | None) -> list[dict[str, Any]]:
     rows = []
     for c in (calibration or {}).get("candidates", []):
         held = c.get("holdout") or {}
-        rows.append({"method": c["method"], "form": c.get("form", ""), "top1": held.get("top1"),
+        refined = f" + {c['refine']}" if c.get("refine", "none") != "none" else ""  # calib/refine.py variants
+        rows.append({"method": c["method"], "form": c.get("form", "") + refined, "top1": held.get("top1"),
                      "agreement": held.get("agreement_top1"), "chosen": bool(c.get("chosen"))})  # fmt: skip
     return rows
 

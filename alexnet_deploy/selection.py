@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 
 _KIND_OF_SUFFIX = {".onnx": "onnx", ".plan": "plan", ".engine": "plan", ".ovblob": "ovblob"}
 #: Candidates this close to the fastest (geometric mean of the probe) count as equally fast; the one that agrees
-#: best with FP32 on the evaluation images is kept. The short probe's figures move by a few percent between runs
-#: on a shared machine (the two pooled forms measured 1-6% apart, in either order).
-SPEED_TIE = 0.05
+#: best with FP32 on the evaluation images is kept. The short probe moves by several percent on a shared machine:
+#: OpenVINO's int8 and uint8 pooled forms of the demo model probed 5.3% apart under a load of 2, and within 1.3%
+#: of each other, in the other order, on the quiet machine (benchmarks/nncf_compare.py).
+SPEED_TIE = 0.10
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,12 @@ Three forms:
   and quantizing again. Max-pooling and reshapes commute with a monotonic per-tensor quantizer, so with the same
   range the pooled form computes exactly what the tensorrt form computes; calibration measures the tensor the
   pair sits on (the pre-pool tensor), which matters for the histogram methods.
-* **pooled-u8** (ONNX Runtime and OpenVINO only): the pooled placement with asymmetric uint8 activations, so a
-  tensor that is never negative (everything after a ReLU) gets all 256 steps with zero-point 0 instead of the
-  128 a symmetric int8 scale leaves it: the types NNCF writes. On the demo model it cut the top-1 answers that
-  differ from FP32 by about 40% (95.8 -> 97.5% agreement, minmax, OpenVINO). TensorRT takes no uint8 Q/DQ.
+* **pooled-u8** (ONNX Runtime and OpenVINO only): the pooled placement with uint8 activations where a tensor is
+  never negative (everything after a ReLU: zero-point 0, all 256 steps instead of the 128 a symmetric int8 scale
+  leaves it) and symmetric int8 where it can be (the image input): the types NNCF writes. On the demo model it
+  cut the top-1 answers that differ from FP32 by about 40% (95.8 -> 97.5% agreement, minmax, OpenVINO). An
+  asymmetric uint8 image input (zero-point 114) cost OpenVINO 3-7% of its speed, hence int8 there. TensorRT
+  takes no uint8 Q/DQ.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class QdqForm:
     quantize_bias: bool  # int32 bias through DequantizeLinear
     lift_through: tuple[str, ...] = ()  # activation Q/DQ moved above these ops (the pooled form)
     pooled_inputs: tuple[str, ...] = ()  # ops whose input also gets a Q/DQ pair, lifted the same way
+    signed_where_negative: bool = False  # uint8 form: a tensor that can be negative gets symmetric int8 instead
 
     def extra_options(self) -> dict[str, Any]:
         """quantize_static's ``extra_options`` for this form."""
@@ -111,6 +114,7 @@ POOLED_U8_FORM = QdqForm(
     quantize_bias=False,
     lift_through=LIFT_THROUGH,
     pooled_inputs=("AveragePool",),
+    signed_where_negative=True,
 )
 FORMS = {f.name: f for f in (TENSORRT_FORM, ONNXRUNTIME_FORM, POOLED_FORM, POOLED_U8_FORM)}
 
@@ -285,6 +289,8 @@ def write_qdq(
                 if points:
                     params = {t: activation_params(ranges.values[t], form) for t in points.values()}
                     lift_pairs(tmp, points, params, form.lift_through, form.pooled_inputs)
+                if form.signed_where_negative:
+                    _signed_where_negative(tmp, ranges)
                 _mark_int8(tmp)
     except (ValueError, RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -319,6 +325,25 @@ def write_trials(
             path = write_qdq(fp32_path, folder / f"{name}-{form.name}.onnx", r, form, exclude=exclude)
             trials.append(QdqTrial(name, form.name, path, tensors))
     return trials
+
+
+def _signed_where_negative(path: Path, ranges: Ranges) -> None:
+    """Turn each uint8 activation pair on a tensor that can be negative into symmetric int8 (zero-point 0)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    changed = False
+    for n in model.graph.node:
+        if n.op_type != "QuantizeLinear" or n.input[0] not in ranges.values or ranges.values[n.input[0]][0] >= 0:
+            continue
+        scale, zero = activation_params(ranges.values[n.input[0]], TENSORRT_FORM)
+        inits[n.input[1]].CopyFrom(numpy_helper.from_array(np.array(scale, dtype=np.float32), n.input[1]))
+        inits[n.input[2]].CopyFrom(numpy_helper.from_array(zero, n.input[2]))  # the DQ reads the same two
+        changed = True
+    if changed:
+        onnx.save(model, str(path))
 
 
 def activation_params(bounds: tuple[float, float], form: QdqForm) -> tuple[np.float32, np.ndarray]:

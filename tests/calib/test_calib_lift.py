@@ -188,15 +188,15 @@ def test_pooled_u8_form_gives_non_negative_tensors_all_256_steps(net, tmp_path):
         if n.op_type == "QuantizeLinear":
             lo, hi = ranges.values[n.input[0]]
             zero, scale = inits[n.input[2]], float(inits[n.input[1]])
-            assert zero.dtype == np.uint8
-            if lo >= 0:  # after a ReLU: zero-point 0 and max / 255, twice the int8 form's resolution
-                assert int(zero) == 0 and scale == pytest.approx(hi / 255, rel=1e-6)
-            else:
-                assert 0 < int(zero) < 255 and scale == pytest.approx((hi - lo) / 255, rel=1e-6)
+            assert int(zero) == 0
+            if lo >= 0:  # after a ReLU: uint8 with zero-point 0 and max / 255, twice the int8 form's resolution
+                assert zero.dtype == np.uint8 and scale == pytest.approx(hi / 255, rel=1e-6)
+            else:  # the image input can be negative: symmetric int8, as NNCF writes it (no zero-point to undo)
+                assert n.input[0] == "images" and zero.dtype == np.int8
+                assert scale == pytest.approx(max(-lo, hi) / 127, rel=1e-6)
     info = describe_qdq(model)
     assert info["quantized"] == ["conv1", "conv2", "fc3"]
-    assert all(
-        layer["weight"]["dtype"] == "int8" and layer["activation"]["dtype"] == "uint8" for layer in info["layers"]
-    )
+    assert [layer["activation"]["dtype"] for layer in info["layers"]] == ["int8", "uint8", "uint8"]
+    assert all(layer["weight"]["dtype"] == "int8" for layer in info["layers"])
     fp32, i8, q8 = run(path, x), run(tmp_path / "i8.onnx", x), run(u8, x)
     assert np.abs(q8 - fp32).mean() < np.abs(i8 - fp32).mean()  # finer steps, closer to FP32
