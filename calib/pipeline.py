@@ -157,7 +157,16 @@ def calibrate_forms(
         data = load_calibration_data(request, source.preprocessing, source.manifest.classes, request.chooses, progress)
     data.conform_to(source.manifest.classes)  # also data loaded by the caller: scores must use the model's labels
     if request.chooses and (data.holdout is None or len(data.holdout) == 0):
-        raise ConfigError("Choosing a calibration needs held-out images; the calibration folder is too small.")
+        n = len(request.methods) * len(request.forms) * len(request.refinements)
+        if request.holdout_images == 0:
+            raise ConfigError(
+                f"Choosing among {n} calibrations (methods x forms x refinements) needs held-out images and "
+                "--holdout-images is 0: give some, or name one --method and one --refine (and one form)."
+            )
+        raise ConfigError(
+            f"Choosing among {n} calibrations needs held-out images; the calibration folder is too small to leave "
+            "any after the calibration images (lower --num-images)."
+        )
     collected = collect_ranges(source, data, request, progress)
     ranges = {m: c.ranges for m, c in collected.items()}
     files = write_trials(source.path, ranges, request.forms, work, exclude=request.exclude)

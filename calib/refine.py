@@ -450,4 +450,13 @@ def _tensor_values(path: Path, tensor: str, node_name: str | None, input_name: s
     if tensor not in {o.name for o in model.graph.output}:
         model.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
     session = ort.InferenceSession(model.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run([tensor], {input_name: x[i : i + 64]})[0] for i in range(0, len(x), 64)])
+    # A graph exported for one batch size takes no other: its batches, the last one padded with its last image.
+    dims = next((i.type.tensor_type.shape.dim for i in model.graph.input if i.name == input_name), [])
+    fixed = dims[0].dim_value if dims and dims[0].HasField("dim_value") else 0
+    step, out = fixed or 64, []
+    for i in range(0, len(x), step):
+        chunk = x[i : i + step]
+        if len(chunk) < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - len(chunk), axis=0)])
+        out.append(session.run([tensor], {input_name: chunk})[0][: len(x) - i])
+    return np.concatenate(out)

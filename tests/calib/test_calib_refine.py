@@ -203,3 +203,25 @@ def test_calibrate_cli_takes_refine(fp32_onnx, tiny20, tmp_path):
     )
     bad = CliRunner().invoke(app, [*args[:-4], "--refine", "mse", "-o", str(tmp_path / "x.onnx")])
     assert bad.exit_code != 0 and "mse" in bad.output and not (tmp_path / "x.onnx").exists()
+    # the default refine (auto) is a choice: with --holdout-images 0 it is refused in one sentence naming the way out
+    none = CliRunner().invoke(app, [*args[:8], "--holdout-images", "0", "-o", str(tmp_path / "y.onnx")])
+    assert none.exit_code == 1 and "--holdout-images is 0" in none.output and "--refine" in none.output
+    assert "Traceback" not in none.output and not (tmp_path / "y.onnx").exists()
+
+
+def test_a_graph_exported_for_one_batch_size_is_run_in_that_size(fp32_onnx, tmp_path):
+    """A fixed-batch graph (an ONNX from elsewhere) takes only its own batch: the refinement's tensor reads run it in
+    batches of that size, the last one padded, and give what the graph with a free batch gives."""
+    from calib.refine import _tensor_values
+
+    model = onnx.load(str(fp32_onnx))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2  # batch fixed at 2
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    name = model.graph.input[0].name
+    x = np.random.default_rng(0).standard_normal((5, *[d.dim_value for d in model.graph.input[0].type.tensor_type
+                                                       .shape.dim[1:]])).astype(np.float32)  # fmt: skip
+    out = model.graph.output[0].name
+    free = _tensor_values(fp32_onnx, out, None, name, x)
+    assert free.shape[0] == 5
+    np.testing.assert_allclose(_tensor_values(fixed, out, None, name, x), free, rtol=1e-4, atol=1e-5)
