@@ -7,6 +7,7 @@ and quotes the counts this test prints.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections import Counter
 from pathlib import Path
@@ -39,6 +40,7 @@ INTERFACE = {"infer", "infer_impl", "activate", "activate_impl", "deactivate", "
              "__exit__", "max_batch"}  # fmt: skip
 
 
+@functools.cache  # every call of the build passes here: resolve each file once
 def _module(filename: str) -> str | None:
     try:
         rel = Path(filename).resolve().relative_to(REPO)
