@@ -33,6 +33,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,38 +131,34 @@ def speed_model(name: str, work: Path, data: Path) -> Path:
 
 
 def speed(name: str, work: Path, threads: int, duration: float, repeats: int, quick: bool) -> dict[str, Any]:
-    from alexnet_deploy.options import BuildOptions
-
     from alexnet_deploy.backends import describe_artifact, runner_for
     from alexnet_deploy.backends.openvino import OpenVINORunner
     from alexnet_deploy.bench import BenchConfig, BenchTarget, run_benchmark
     from alexnet_deploy.build import build
-    from alexnet_deploy.core.accuracy import Gate
-    from calib.methods import CalibrationOptions
-    from calib.pipeline import open_source_model
-    from calib.qdq import TENSORRT_FORM, write_qdq
+    from alexnet_deploy.core.accuracy import EvalRequest, Gate
+    from alexnet_deploy.requests import BuildRequest, ProbeRequest
+    from calib.pipeline import calibrate_forms, open_source_model
     from calib.reader import load_calibration_data
+    from calib.request import CalibrationRequest
 
     data = speed_data(work)
     fp32 = speed_model(name, work, data)
     kept = work / f"{name}.speed.int8.onnx"
-    options = BuildOptions(
-        calib_method="minmax", calibration=CalibrationOptions(refine="none"), num_calib_images=256,
-        holdout_images=100, eval_limit=50 if quick else 200, gate=Gate(100.0, 100.0), max_fallback_layers=0,
-        threads=threads, probe_seconds=0.3 if quick else 1.0,
+    calibration = CalibrationRequest(data=data, method="minmax", refine="none", num_images=256, holdout_images=100)
+    request = BuildRequest(
+        verify=EvalRequest(gate=Gate(100.0, 100.0), threads=threads, limit=50 if quick else 200),
+        calibration=calibration, probe=ProbeRequest(seconds=0.3 if quick else 1.0), max_fallback_layers=0,
     )  # fmt: skip
     start = time.perf_counter()
-    result = build(fp32, data, data, options, out=kept)
+    result = build(fp32, data, request, out=kept)
     build_s = time.perf_counter() - start
     log(f"{name}: build kept {result.selection['chosen']} ({build_s:.0f} s)")
     source = open_source_model(fp32)
-    cal = load_calibration_data(data, source.preprocessing, num_images=256, classes=source.manifest.classes)
+    cal = load_calibration_data(calibration, source.preprocessing, source.manifest.classes, holdout=False)
     nncf_path, nncf_s = nncf_ptq(fp32, cal.calibration, work / f"{name}.speed.nncf.onnx", 256)
-    from calib.pipeline import calibrate_forms
-
-    minmax = calibrate_forms(source, None, [TENSORRT_FORM], method="minmax", options=CalibrationOptions(refine="none"),
-                             data=cal, use_cache=False)["tensorrt"]  # fmt: skip
-    trt_path = write_qdq(fp32, work / f"{name}.speed.tensorrt.onnx", minmax.ranges, TENSORRT_FORM)
+    trials = work / f"{name}.speed.trials"
+    trials.mkdir(exist_ok=True)
+    trt_path = calibrate_forms(source, replace(calibration, use_cache=False), trials, data=cal)["tensorrt"].path
     kept_label = f"kept by build: {result.selection['chosen']}"
     runners = {
         kept_label: lambda: runner_for(describe_artifact(kept), threads=threads),
@@ -225,15 +222,15 @@ def _evaluate(path: Path, images, reference: np.ndarray, backend: str | None, th
 
 
 def accuracy(demo: Path, tiny100: Path, work: Path, threads: int, quick: bool) -> dict[str, Any]:
-    from alexnet_deploy.options import BuildOptions
-
+    from alexnet_deploy.backends.verification import verify_file
     from alexnet_deploy.build import build
-    from alexnet_deploy.core.accuracy import Gate, metrics
+    from alexnet_deploy.core.accuracy import EvalRequest, Gate, metrics
     from alexnet_deploy.core.images import load_eval_images
-    from calib.methods import CalibrationOptions
-    from calib.pipeline import calibrate_forms, fp32_logits, open_source_model, write_calibrated
+    from alexnet_deploy.requests import BuildRequest
+    from calib.pipeline import calibrate_forms, open_source_model, place_calibrated
     from calib.qdq import form_named
     from calib.reader import load_calibration_data
+    from calib.request import CalibrationRequest
     from export import export_onnx
 
     fp32 = work / "demo.fp32.onnx"
@@ -242,41 +239,41 @@ def accuracy(demo: Path, tiny100: Path, work: Path, threads: int, quick: bool) -
     source = open_source_model(fp32)
     limit = 500 if quick else None
     val = load_eval_images(tiny100, source.manifest.classes, source.preprocessing, limit=limit)
-    reference = fp32_logits(source, val)
+    reference = verify_file(source.path, val, request=EvalRequest(threads=threads)).logits
     fp32_metrics = metrics(reference, val.targets)
     gate = Gate()
     num_calib, holdout = (128, 200) if quick else (512, 1000)
-    options = BuildOptions(threads=threads, num_calib_images=num_calib, holdout_images=holdout, eval_limit=limit,
-                           use_cache=False)  # fmt: skip
+    calibration = CalibrationRequest(data=tiny100, num_images=num_calib, holdout_images=holdout, use_cache=False)
+    request = BuildRequest(verify=EvalRequest(gate=gate, threads=threads, limit=limit), calibration=calibration)
     kept = work / "demo.int8.onnx"
     start = time.perf_counter()
-    result = build(fp32, tiny100, tiny100, options, out=kept)
+    result = build(fp32, tiny100, request, out=kept)
     build_s = time.perf_counter() - start
-    calibration = result.calibration
-    log(f"demo: build kept {result.selection.get('chosen')} ({build_s:.0f} s), {calibration['refinement']['kind']}")
+    chosen = result.calibration
+    log(f"demo: build kept {result.selection.get('chosen')} ({build_s:.0f} s), {chosen['refinement']['kind']}")
     rows: dict[str, dict[str, Any]] = {
         f"ours: build --backend auto ({result.selection.get('chosen')})": _evaluate(kept, val, reference, None, threads)
         | {
             "seconds": round(build_s, 1),
-            "calibration": f"{calibration['method']}, {calibration['form']} form, "
-            f"refinement {calibration['refinement']['kind']}",
+            "calibration": f"{chosen['method']}, {chosen['form']} form, refinement {chosen['refinement']['kind']}",
         }  # fmt: skip
     }
-    data = load_calibration_data(tiny100, source.preprocessing, num_images=num_calib, holdout_images=holdout,
-                                 classes=source.manifest.classes)  # fmt: skip
+    data = load_calibration_data(calibration, source.preprocessing, source.manifest.classes)
     ptq, ptq_s = nncf_ptq(fp32, data.calibration, work / "demo.nncf.onnx", num_calib)
     rows[NNCF_PTQ] = _evaluate(ptq, val, reference, "openvino", threads) | {"seconds": round(ptq_s, 1)}
     ac, ac_s = nncf_accuracy_control(fp32, data.calibration, data.holdout, work / "demo.nncf-ac.onnx",
                                      gate.max_top1_drop / 100)  # fmt: skip
     rows[NNCF_AC] = _evaluate(ac, val, reference, "openvino", threads) | {"seconds": round(ac_s, 1)}
     # What each refinement buys on the kept engine's form and method (the same calibration images).
-    form, method, backend = form_named(calibration["form"]), calibration["method"], result.backend
+    form, method, backend = form_named(chosen["form"]), chosen["method"], result.backend
     refinements = {}
     for kind in ("none", "bias", "adaround", "adaround+bias"):
-        one = calibrate_forms(source, None, [form], method=method, options=CalibrationOptions(refine=kind),
-                              data=data, use_cache=True)[form.name]  # fmt: skip
+        trials = work / f"demo.trials.{kind.replace('+', '-')}"
+        trials.mkdir(exist_ok=True)
+        one_request = replace(calibration, method=method, forms=(form.name,), refine=kind, use_cache=True)
+        one = calibrate_forms(source, one_request, trials, data=data)[form.name]
         path = work / f"demo.int8.{form.name}.{kind.replace('+', '-')}.onnx"
-        write_calibrated(source, one, path)
+        place_calibrated(source, one, path)
         seconds = one.refinement.seconds if one.refinement is not None else 0.0
         refinements[kind] = _evaluate(path, val, reference, backend, threads) | {"refine_seconds": round(seconds, 1)}
         log(f"demo: refinement {kind}: agreement {refinements[kind]['agreement_top1']:.2f}%")
@@ -285,7 +282,7 @@ def accuracy(demo: Path, tiny100: Path, work: Path, threads: int, quick: bool) -
         "val_images": len(val),
         "rows": rows,
         "refinements": {"form": form.name, "method": method, "backend": backend, "rows": refinements},
-        "build_calibration": calibration,
+        "build_calibration": chosen,
         "gate": {"max_top1_drop": gate.max_top1_drop, "max_top5_drop": gate.max_top5_drop},
     }
 
