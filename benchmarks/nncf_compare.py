@@ -120,13 +120,13 @@ def speed_model(name: str, work: Path, data: Path) -> Path:
     """The FP32 ONNX of a width-1.0 network with seeded random weights, its classes the speed data's."""
     from alexnet_deploy.core.checkpoint import load_model
     from alexnet_deploy.core.data import ImageFolderDataset
-    from export import export_onnx
+    from export import ExportRequest, export_onnx
 
     out = work / f"{name}.speed.fp32.onnx"
     if not out.exists():
         loaded = load_model(ensure_checkpoint(name, work))
         loaded.classes[:] = ImageFolderDataset(data / "train", check_files=False).classes
-        export_onnx(loaded, out, parity_samples=4, source_info={"path": "seeded random weights"})
+        export_onnx(loaded, out, ExportRequest(parity_samples=4), source_info={"path": "seeded random weights"})
     return out
 
 
@@ -231,11 +231,11 @@ def accuracy(demo: Path, tiny100: Path, work: Path, threads: int, quick: bool) -
     from calib.qdq import form_named
     from calib.reader import load_calibration_data
     from calib.request import CalibrationRequest
-    from export import export_onnx
+    from export import ExportRequest, export_onnx
 
     fp32 = work / "demo.fp32.onnx"
     if not fp32.exists():
-        export_onnx(demo, fp32, parity_samples=16)
+        export_onnx(demo, fp32, ExportRequest(parity_samples=16))
     source = open_source_model(fp32)
     limit = 500 if quick else None
     val = load_eval_images(tiny100, source.manifest.classes, source.preprocessing, limit=limit)
