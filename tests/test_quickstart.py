@@ -64,6 +64,8 @@ def test_quickstart_writes_every_artifact_and_a_report_that_matches_the_sidecars
     assert engine in ("onnxruntime", "openvino") and int8.extra["selection"]["chosen"].startswith(engine)
     assert f"| model.int8.onnx | {engine} | int8 | {rows['model.int8.onnx']['top1']:.2f}% |" in md
     assert "SYNTHETIC" not in md
+    # the report is printed as it reads: its line breaks are line breaks on the console, not "\n" escapes
+    assert "\n## Accuracy\n" in result.output and "\\n" not in result.output
     labels = {r["name"] for r in results["bench"]["rows"]}
     assert {"torch eager fp32", "onnxruntime fp32", "onnxruntime fp16", f"{engine} int8"} <= labels
     assert {"onnxruntime int8", "openvino int8", "openvino fp32"} <= labels  # both CPU runtimes, side by side

@@ -65,7 +65,8 @@ def quickstart_command(
             progress=progress,
         )
     report = out / "report.md"
-    console.print(report.read_text(), markup=False, highlight=False)
+    for line in report.read_text().splitlines():  # line by line: each line's control characters escaped, not its breaks
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"Report: {report} and {out / 'report.html'}", highlight=False)
     if not results["gate"]["passed"]:
         echo_error(results["gate"]["reason"])
