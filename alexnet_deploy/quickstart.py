@@ -210,7 +210,7 @@ def _build_int8(opts, fp32: Path, data: Path, data_key: str, stages: _Stages, pr
 
     value = stages.run("build-int8", key, [path], do)
     if not value["passed"]:
-        # A failed build wrote no engine: do not cache it as done.
+        # A failed build wrote no engine: do not cache it as done. The record is ours: stages.run wrote it just now.
         (stages.dir / "build-int8.json").unlink(missing_ok=True)
     return value
 

@@ -81,7 +81,7 @@ def load_torchvision_weights(name: str = "IMAGENET1K_V1") -> tuple[LoadedModel, 
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(weights.url, str(path), match.group(1) if match else None, progress=False)
         except Exception as exc:  # noqa: BLE001 - URLError, timeouts, hash mismatch: all mean "not fetched"
-            path.unlink(missing_ok=True)
+            # nothing to remove: torch downloads to a temporary file of its own, moved to ``path`` only once verified
             raise CheckpointError(
                 f"Cannot download torchvision's AlexNet {name} weights from {weights.url} "
                 f"(network access is needed the first time: {type(exc).__name__})."

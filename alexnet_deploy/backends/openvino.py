@@ -359,18 +359,18 @@ def export_blob(
         data = compiled.export_model().getvalue()
     except RuntimeError as exc:
         raise ArtifactError(f"OpenVINO cannot export {path.name}: {_reason(exc)}.") from None
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    del data
-    imported, import_s = _import_blob(ov, path, options)
+    # The blob is imported and checked before it is written: a blob that computes otherwise is never placed.
+    imported, import_s = _import_blob(ov, path, options, data)
     input_shape = [d.get_length() if d.is_static else 2 for d in compiled.inputs[0].get_partial_shape()]
     x = np.random.default_rng(0).standard_normal(input_shape, dtype=np.float32)
     a = compiled.create_infer_request().infer({0: x})[0]
     b = imported.create_infer_request().infer({0: x})[0]
     diff = float(np.max(np.abs(a - b)))
     if diff > 1e-6 * max(1.0, float(np.max(np.abs(a)))):
-        path.unlink(missing_ok=True)
         raise ArtifactError(f"OpenVINO's blob {path.name} computes other logits than the ONNX (by {diff:.3g}).")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    del data
     requirements = str(compiled.get_property("RUNTIME_REQUIREMENTS"))
     cpu = this_cpu()
     core = ov.Core()
@@ -401,13 +401,14 @@ def export_blob(
     }
 
 
-def _import_blob(ov, path: Path, options: OpenVINOBuildOptions):
-    """Import a blob in a fresh core with the options' properties; return the compiled model and the seconds.
+def _import_blob(ov, path: Path, options: OpenVINOBuildOptions, data: bytes | None = None):
+    """Import a blob (``path``'s bytes, or ``data`` when given: a blob not yet written there) in a fresh core with
+    the options' properties; return the compiled model and the seconds.
 
     Raises:
         ArtifactError: OpenVINO cannot import it (a corrupt or foreign blob).
     """
-    data = Path(path).read_bytes()
+    data = Path(path).read_bytes() if data is None else data
     t0 = time.perf_counter()
     try:
         compiled = ov.Core().import_model(data, options.device, options.compile_config())
