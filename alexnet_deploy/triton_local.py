@@ -47,6 +47,7 @@ from alexnet_deploy.core.errors import AlexNetDeployError
 
 PYTRITON = "nvidia-pytriton==0.7.0"  # tritonserver 2.51.0, Python backend only
 MARKER = ".complete"
+BUILDING = ".alexnet-deploy-building"  # written first into a folder we create: a build of ours, maybe cut short
 
 
 class ServerUnavailable(AlexNetDeployError):
@@ -151,11 +152,16 @@ def ensure_server_env(root: Path | None = None, *, timeout_s: float = 900.0) -> 
         if (root / MARKER).is_file():  # another process built it while we waited
             return _describe(root)
         if root.exists():
-            shutil.rmtree(root)  # a build of ours that was cut short (no marker): start again
+            if not (root / BUILDING).is_file():
+                raise ServerUnavailable(f"{root} exists and is not a Triton server environment of ours; remove it "
+                                        "or choose another folder.")  # fmt: skip
+            shutil.rmtree(root)  # a build of ours that was cut short (no completion marker): start again
+        root.mkdir()
+        (root / BUILDING).write_text(f"{os.getpid()}\n")
         try:
             return _build(root, base, requirements, deadline)
         except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)  # made by this call, just above
             raise
 
 

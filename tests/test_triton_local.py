@@ -15,13 +15,20 @@ from pathlib import Path
 import pytest
 
 import alexnet_deploy.triton_local as local
-from alexnet_deploy.triton_local import MARKER, LocalTritonServer, ServerEnv, ServerUnavailable, ensure_server_env
+from alexnet_deploy.triton_local import (
+    BUILDING,
+    MARKER,
+    LocalTritonServer,
+    ServerEnv,
+    ServerUnavailable,
+    ensure_server_env,
+)
 
 
 def _fake_build(calls: list, delay: float = 0.0, fail: bool = False):
     def build(root: Path, base, requirements, deadline) -> ServerEnv:
         calls.append(root)
-        root.mkdir()
+        root.mkdir(exist_ok=True)
         (root / "half-installed").write_text("x")
         time.sleep(delay)
         if fail:
@@ -51,7 +58,8 @@ def test_one_build_for_two_callers_and_reuse_after(monkeypatch, tmp_path):
 def test_a_cut_short_build_is_redone_and_a_failed_one_leaves_nothing(monkeypatch, tmp_path):
     calls: list = []
     (tmp_path / "env").mkdir()
-    (tmp_path / "env" / "half-installed").write_text("from a build that was killed")  # no marker
+    (tmp_path / "env" / BUILDING).write_text("1\n")  # ours, cut short: no completion marker
+    (tmp_path / "env" / "half-installed").write_text("from a build that was killed")
     monkeypatch.setattr(local, "_build", _fake_build(calls))
     env = ensure_server_env(tmp_path / "env")
     assert calls == [tmp_path / "env"] and (env.root / MARKER).is_file()
@@ -59,6 +67,12 @@ def test_a_cut_short_build_is_redone_and_a_failed_one_leaves_nothing(monkeypatch
     with pytest.raises(ServerUnavailable, match="no network"):
         ensure_server_env(tmp_path / "other")
     assert not (tmp_path / "other").exists()
+    # a folder that is not ours (no marker of a build of ours) is refused and left as it was
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    with pytest.raises(ServerUnavailable, match="not a Triton server environment of ours"):
+        ensure_server_env(tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "the user's" and len(calls) == 2
 
 
 def test_a_held_lock_is_waited_for_until_the_deadline(monkeypatch, tmp_path):
